@@ -1,0 +1,1 @@
+"""The retraining pipeline's stages as plain functions: no Airflow needed to run or test them."""

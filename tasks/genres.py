@@ -1,0 +1,43 @@
+"""Parse the `genres` field of movies_metadata.csv without `eval`.
+
+The file stores a Python literal such as `[{'id': 16, 'name': 'Animation'}]`; JSON lists are accepted
+too, and so are plain lists of names. `ast.literal_eval` only builds literals: it never runs code.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+
+MAX_GENRES_CHARS = 10_000  # the real field is under 300 characters; refuse parser-bombs
+
+
+class GenreParseError(ValueError):
+    """The field is not a list of genres."""
+
+
+def parse_genres(text: str) -> list[str]:
+    """Genre names in the order given; an empty field or `[]` is no genres."""
+    text = text.strip()
+    if not text:
+        return []
+    if len(text) > MAX_GENRES_CHARS:
+        raise GenreParseError(f"genres field of {len(text)} characters is too long")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as err:
+            raise GenreParseError(f"not a list literal: {text[:80]!r}") from err
+    if not isinstance(value, list):
+        raise GenreParseError(f"not a list: {text[:80]!r}")
+    return [_genre_name(item, text) for item in value]
+
+
+def _genre_name(item: object, text: str) -> str:
+    if isinstance(item, dict):
+        item = item.get("name")
+    if not isinstance(item, str) or not item.strip():
+        raise GenreParseError(f"genre without a name in {text[:80]!r}")
+    return item.strip()
