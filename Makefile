@@ -1,7 +1,7 @@
 # Two commands for a newcomer: `make run` (the retraining DAG end to end through Airflow) and `make test`.
 # Both create the virtualenv and install what they need first.
 
-PYTHON ?= python3.11
+PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 ROOT := $(CURDIR)

@@ -25,6 +25,8 @@ def parse_genres(text: str) -> list[str]:
         raise GenreParseError(f"genres field of {len(text)} characters is too long")
     try:
         value = json.loads(text)
+    except RecursionError as err:
+        raise GenreParseError("genres field nested too deeply") from err
     except json.JSONDecodeError:
         try:
             value = ast.literal_eval(text)

@@ -1,0 +1,93 @@
+"""Shared fixtures. Airflow reads its configuration at import time, so the test session's own
+AIRFLOW_HOME (a fresh SQLite metadata DB) is set here, before any test module imports Airflow."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_CSV = PROJECT_ROOT.parent / "shared" / "data" / "movies_metadata_head5000.csv"
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="airflow-home-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "GX_ANALYTICS_ENABLED": "false",
+        "TF_USE_LEGACY_KERAS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+)
+csv.field_size_limit(sys.maxsize)
+
+
+@pytest.fixture(scope="session")
+def shared_csv() -> Path:
+    if not SHARED_CSV.is_file():
+        pytest.fail(f"the shared sample {SHARED_CSV} is missing: tests need the real movies_metadata rows")
+    return SHARED_CSV
+
+
+def write_head(source: Path, target: Path, records: int) -> Path:
+    """The header and first `records` records of a CSV (records may span lines)."""
+    with source.open(encoding="utf-8", newline="") as src, target.open("w", encoding="utf-8", newline="") as dst:
+        writer = csv.writer(dst)
+        for index, row in enumerate(csv.reader(src)):
+            if index > records:
+                break
+            writer.writerow(row)
+    return target
+
+
+@pytest.fixture(scope="session")
+def sample_csv(shared_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 800 real movies: enough to train, small enough to be quick."""
+    return write_head(shared_csv, tmp_path_factory.mktemp("data") / "movies_head800.csv", 800)
+
+
+@pytest.fixture(scope="session")
+def prepared_sample(sample_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tasks.config import DEFAULT_GENRES
+    from tasks.prepare import prepare_dataset
+
+    out = tmp_path_factory.mktemp("prepared") / "prepared"
+    prepare_dataset(sample_csv, out, DEFAULT_GENRES, 0.2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def glove_module(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from tasks.embedding_module import ensure_default_module
+
+    return ensure_default_module(tmp_path_factory.mktemp("modules"))["path"]
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Iterator[Path]:
+    """A migrated Airflow metadata DB in the session's AIRFLOW_HOME."""
+    subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    yield _AIRFLOW_HOME
+
+
+def write_rows(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path

@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+
+from tasks.config import DEFAULT_GENRES, PARAM_SCHEMAS, RunConfig, Settings
+from tasks.errors import ConfigError
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(model_dir=tmp_path / "models", artifacts_dir=tmp_path / "artifacts", dataset_url="/data/m.csv")
+
+
+def test_defaults(settings: Settings) -> None:
+    config = RunConfig.from_params({}, settings)
+    assert config.dataset_url == "/data/m.csv"
+    assert config.genres == DEFAULT_GENRES
+    assert config.auc_threshold == PARAM_SCHEMAS["auc_threshold"]["default"]
+
+
+def test_params_override_defaults(settings: Settings) -> None:
+    config = RunConfig.from_params({"epochs": 3, "auc_threshold": 0.5, "genres": ["Comedy", "Drama"]}, settings)
+    assert (config.epochs, config.auc_threshold, config.genres) == (3, 0.5, ("Comedy", "Drama"))
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"epochs": -1}, "epochs"),
+        ({"auc_threshold": 7}, "auc_threshold"),
+        ({"batch_size": "big"}, "batch_size"),
+        ({"gate_metric": "accuracy"}, "gate_metric"),
+        ({"genres": []}, "genres"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"no_such_param": 1}, "no_such_param"),
+    ],
+)
+def test_bad_params_are_refused_by_name(settings: Settings, params: dict, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        RunConfig.from_params(params, settings)
+
+
+def test_no_dataset_anywhere_is_a_clear_error(tmp_path: Path) -> None:
+    settings = Settings(model_dir=tmp_path, artifacts_dir=tmp_path, dataset_url="")
+    with pytest.raises(ConfigError, match="MOVIES_DATASET_URL"):
+        RunConfig.from_params({}, settings)
+
+
+def test_settings_from_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"GENRE_MODEL_DIR": str(tmp_path / "m"), "GENRE_ARTIFACTS_DIR": str(tmp_path / "a"), "MOVIES_DATASET_URL": "x"}
+    )
+    assert settings.served_model_dir == tmp_path / "m" / "movie_genre"
+    assert settings.dataset_url == "x"
+
+
+def test_run_dir_is_a_safe_folder_name(settings: Settings) -> None:
+    run_dir = settings.run_dir("manual__2026-11-23T20:00:00+00:00/../../etc")
+    assert run_dir.parent == settings.artifacts_dir / "runs"
+    assert run_dir.name not in ("", ".", "..")
