@@ -1,6 +1,7 @@
 """Weekly retrain of the movie-genre classifier.
 
-download → prepare → validate (data gate) → train → evaluate → gate (model gate) → promote
+download → prepare → validate (data gate) → embed → train → evaluate → gate (model gate) → promote
+embedding_module (built once and cached when no module is given) feeds embed, train and evaluate.
 
 Wiring only: each task calls one stage function from `tasks/`, which imports its heavy libraries
 (TensorFlow, Great Expectations, pandas) itself, so this file parses fast. A stage raising
@@ -111,10 +112,21 @@ def movie_genre_retrain() -> None:
 
     @task
     @fail_without_retry
+    def embed(prepared: dict[str, Any], embedding: dict[str, Any]) -> dict[str, Any]:
+        from tasks.embed import embed_dataset
+        from tasks.embedding_cache import EmbeddingCache
+
+        settings, _, _ = run_context()
+        cache = EmbeddingCache(settings.embedding_cache_dir, embedding["fingerprint"])
+        return embed_dataset(Path(prepared["path"]), embedding["path"], cache)
+
+    @task
+    @fail_without_retry
     def train(prepared: dict[str, Any], embedding: dict[str, Any]) -> dict[str, Any]:
+        from tasks.embedding_cache import EmbeddingCache
         from tasks.train import TrainConfig, train_model
 
-        _, config, run_dir = run_context()
+        settings, config, run_dir = run_context()
         train_config = TrainConfig(
             embedding_module=embedding["path"],
             epochs=config.epochs,
@@ -123,15 +135,20 @@ def movie_genre_retrain() -> None:
             learning_rate=config.learning_rate,
             seed=config.seed,
         )
-        return train_model(Path(prepared["path"]), run_dir / "model", train_config)
+        cache = EmbeddingCache(settings.embedding_cache_dir, embedding["fingerprint"])
+        return train_model(Path(prepared["path"]), run_dir / "model", train_config, cache)
 
     @task
     @fail_without_retry
-    def evaluate(trained: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
+    def evaluate(trained: dict[str, Any], prepared: dict[str, Any], embedding: dict[str, Any]) -> dict[str, Any]:
+        from tasks.embedding_cache import EmbeddingCache
         from tasks.evaluate import evaluate_model
 
-        _, _, run_dir = run_context()
-        return evaluate_model(Path(trained["model_path"]), Path(prepared["path"]), run_dir / "metrics.json")
+        settings, _, run_dir = run_context()
+        cache = EmbeddingCache(settings.embedding_cache_dir, embedding["fingerprint"])
+        return evaluate_model(
+            Path(trained["model_path"]), Path(prepared["path"]), run_dir / "metrics.json", embedding["path"], cache
+        )
 
     @task(retries=0)
     @fail_without_retry
@@ -169,9 +186,10 @@ def movie_genre_retrain() -> None:
     downloaded = download()
     prepared = prepare(downloaded)
     validated = validate(prepared)
+    embedded = embed(prepared, embedding)
     trained = train(prepared, embedding)
-    validated >> trained
-    evaluation = evaluate(trained, prepared)
+    validated >> embedded >> trained
+    evaluation = evaluate(trained, prepared, embedding)
     decision = gate(evaluation)
     promote(trained, decision, downloaded, prepared, evaluation, embedding)
 

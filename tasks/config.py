@@ -64,6 +64,10 @@ class Settings:
         return self.artifacts_dir / "embedding_modules"
 
     @property
+    def embedding_cache_dir(self) -> Path:
+        return self.artifacts_dir / "embedding_cache"
+
+    @property
     def served_model_dir(self) -> Path:
         """TensorFlow Serving's base path for this model: integer version folders below it."""
         return self.model_dir / MODEL_NAME

@@ -32,3 +32,7 @@ class DataGateError(PermanentError):
 
 class ModelGateError(PermanentError):
     """The model gate: the evaluation metric is below its threshold."""
+
+
+class ExportError(PermanentError):
+    """The exported SavedModel does not answer as the trained model did."""

@@ -1,8 +1,10 @@
-"""Stage 5: score the exported model on the test split.
+"""Stage: score the exported model on the test split.
 
-The exported SavedModel is loaded and called through its `serving_default` signature, exactly as
-TensorFlow Serving will call it, so evaluation also proves the export works. Writes `metrics.json`:
-micro and macro ROC AUC, and per genre the AUC and precision / recall / F1 at 0.5.
+The test descriptions' vectors come from the embedding cache and go through the exported model's head
+(`head_probabilities`). A sample of raw descriptions also goes through `serving_default`, exactly as
+TensorFlow Serving will call it, and must give the same probabilities: what was scored is what will be
+served. Writes `metrics.json`: micro and macro ROC AUC, and per genre the AUC and precision / recall /
+F1 at 0.5.
 """
 
 from __future__ import annotations
@@ -15,36 +17,71 @@ import numpy as np
 from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
 from tasks.artifacts import write_json
+from tasks.embed import ModuleEmbedder
+from tasks.embedding_cache import EmbeddingCache, embed_with_cache
+from tasks.errors import ExportError
 from tasks.prepare import read_split
 
 log = logging.getLogger(__name__)
 
 DECISION_THRESHOLD = 0.5
 BATCH_SIZE = 256
+PARITY_SAMPLE = 64
+PARITY_TOLERANCE = 1e-4
 
 
-def evaluate_model(model_dir: Path, prepared_dir: Path, metrics_path: Path) -> dict[str, Any]:
+def evaluate_model(
+    model_dir: Path, prepared_dir: Path, metrics_path: Path, embedding_module: str, cache: EmbeddingCache
+) -> dict[str, Any]:
     """Score `model_dir` on the test split of `prepared_dir`; write and return the metrics."""
+    from tasks.tensorflow_runtime import tf
+
     texts, labels, genres = read_split(prepared_dir, "test")
     if not texts:
         raise ValueError(f"no test rows in {prepared_dir}")
-    probabilities = predict_probabilities(model_dir, texts)
-    metrics = compute_metrics(labels, probabilities, genres)
+    vectors, embedding_stats = embed_with_cache(texts, ModuleEmbedder(embedding_module), cache)
+    exported = tf.saved_model.load(str(model_dir))
+    probabilities = np.concatenate(
+        [
+            exported.head_probabilities(tf.constant(vectors[start : start + BATCH_SIZE])).numpy()
+            for start in range(0, len(vectors), BATCH_SIZE)
+        ]
+    )
+    check_serving_parity(exported, texts[:PARITY_SAMPLE], probabilities[:PARITY_SAMPLE])
+    metrics = compute_metrics(labels, probabilities, genres) | {"embeddings": embedding_stats}
     write_json(metrics_path, metrics)
     log.info("auc_micro %.4f, auc_macro %s on %d test rows", metrics["auc_micro"], metrics["auc_macro"], len(texts))
     return {key: metrics[key] for key in ("auc_micro", "auc_macro", "test_rows")} | {"path": str(metrics_path)}
 
 
 def predict_probabilities(model_dir: Path, texts: list[str]) -> np.ndarray:
+    """Probabilities from the SavedModel in `model_dir`, through its serving signature."""
+    from tasks.tensorflow_runtime import tf
+
+    return serving_probabilities(tf.saved_model.load(str(model_dir)), texts)
+
+
+def serving_probabilities(exported: Any, texts: list[str]) -> np.ndarray:
     from tasks.tensorflow_runtime import tf
     from tasks.train import SIGNATURE_OUTPUT
 
-    serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    serve = exported.signatures["serving_default"]
     batches = [
         serve(tf.constant(texts[start : start + BATCH_SIZE]))[SIGNATURE_OUTPUT].numpy()
         for start in range(0, len(texts), BATCH_SIZE)
     ]
     return np.concatenate(batches)
+
+
+def check_serving_parity(exported: Any, texts: list[str], expected: np.ndarray) -> None:
+    """Raw strings through `serving_default` must give what the head gave on cached vectors."""
+    served = serving_probabilities(exported, texts)
+    worst = float(np.max(np.abs(served - expected))) if len(texts) else 0.0
+    if worst > PARITY_TOLERANCE:
+        raise ExportError(
+            f"serving_default differs from the evaluated model by up to {worst:.2e} on {len(texts)} test "
+            f"descriptions (tolerance {PARITY_TOLERANCE:.0e}): the embedding cache or the export is stale"
+        )
 
 
 def compute_metrics(labels: np.ndarray, probabilities: np.ndarray, genres: list[str]) -> dict[str, Any]:

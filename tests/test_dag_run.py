@@ -70,6 +70,9 @@ def test_run_promotes_a_model_that_serves_raw_strings(dag, dirs, sample_csv: Pat
     ):
         assert (run_dir / artifact).exists(), artifact
 
+    training = json.loads((run_dir / "training.json").read_text())
+    assert training["embeddings"]["computed"] == 0, "train reads the vectors the embed task cached"
+
     predicted = subprocess.run(
         [sys.executable, "-m", "tasks", "predict", "Aliens invade Earth and a soldier fights back."],
         capture_output=True,
@@ -79,6 +82,15 @@ def test_run_promotes_a_model_that_serves_raw_strings(dag, dirs, sample_csv: Pat
     ).stdout
     assert predicted.splitlines()[0] == "Aliens invade Earth and a soldier fights back."
     assert len([line for line in predicted.splitlines() if line.startswith("  ")]) == 2
+
+
+def test_second_run_on_the_same_data_embeds_nothing(dag, dirs, sample_csv: Path, glove_module: str) -> None:
+    conf = _quick(sample_csv, embedding_module=glove_module)
+    assert _run(dag, conf)["run"] == "success"
+    shards = sorted((dirs["artifacts"] / "embedding_cache").rglob("*.npz"))
+    assert _run(dag, conf)["run"] == "success"
+    assert sorted((dirs["artifacts"] / "embedding_cache").rglob("*.npz")) == shards, "nothing new was embedded"
+    assert sorted(p.name for p in (dirs["models"] / "movie_genre").iterdir() if p.name.isdigit()) == ["1", "2"]
 
 
 def test_model_gate_failure_promotes_nothing(dag, dirs, sample_csv: Path, glove_module: str) -> None:

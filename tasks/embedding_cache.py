@@ -1,0 +1,110 @@
+"""Frozen text embeddings, computed once per (module fingerprint, text) and kept on disk.
+
+The embedding module is frozen, so a text's vector never changes while the module does not: a weekly
+retrain only needs to embed new or changed descriptions. The cache of one module is a folder of shard
+files (`<fingerprint>/<shard>.npz`), each holding the sha256 keys of its texts, their float32 vectors
+and a checksum. A run adds one new shard, written under a temporary name and renamed, so two runs
+writing at once never touch the same file. A shard that fails to load or to verify is set aside and
+its texts are embedded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tasks.artifacts import atomic_path
+
+log = logging.getLogger(__name__)
+
+KEY_BYTES = 32
+EMBED_BATCH_SIZE = 256
+
+Embedder = Callable[[list[str]], np.ndarray]
+
+
+def text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True)
+class EmbeddingCache:
+    root: Path
+    module_fingerprint: str
+
+    @property
+    def folder(self) -> Path:
+        return self.root / self.module_fingerprint
+
+    def load(self) -> dict[bytes, np.ndarray]:
+        """Every cached vector of this module, by text key; corrupt shards are set aside."""
+        vectors: dict[bytes, np.ndarray] = {}
+        for shard in sorted(self.folder.glob("*.npz")):
+            try:
+                keys, values = _read_shard(shard)
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+                log.warning("embedding cache shard %s is unreadable (%s): setting it aside", shard, err)
+                shard.replace(shard.with_suffix(".corrupt"))
+                continue
+            vectors.update(zip((bytes(k) for k in keys), values, strict=True))
+        return vectors
+
+    def add(self, keys: Sequence[bytes], vectors: np.ndarray) -> Path | None:
+        """Store new vectors as one new shard."""
+        if not keys:
+            return None
+        shard = self.folder / f"{uuid.uuid4().hex}.npz"
+        key_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES)
+        values = np.ascontiguousarray(vectors, dtype=np.float32)
+        with atomic_path(shard) as tmp, tmp.open("wb") as handle:
+            np.savez(
+                handle, keys=key_array, vectors=values, checksum=np.frombuffer(_checksum(key_array, values), np.uint8)
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+        return shard
+
+
+def embed_with_cache(texts: Sequence[str], embed: Embedder, cache: EmbeddingCache) -> tuple[np.ndarray, dict[str, int]]:
+    """Vectors for `texts` in order: cached ones read, the others computed with `embed` and cached."""
+    keys = [text_key(text) for text in texts]
+    known = cache.load()
+    missing: dict[bytes, str] = {}
+    for key, text in zip(keys, texts, strict=True):
+        if key not in known:
+            missing.setdefault(key, text)
+    if missing:
+        computed = np.concatenate([embed(batch) for batch in _batches(list(missing.values()), EMBED_BATCH_SIZE)])
+        cache.add(list(missing), computed)
+        known.update(zip(missing, computed, strict=True))
+    stats = {"texts": len(texts), "from_cache": len(set(keys) - set(missing)), "computed": len(missing)}
+    log.info("embeddings: %s", stats)
+    return np.stack([known[key] for key in keys]).astype(np.float32), stats
+
+
+def _read_shard(shard: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(shard, allow_pickle=False) as data:
+        keys, values, checksum = data["keys"], data["vectors"], data["checksum"].tobytes()
+    if keys.ndim != 2 or keys.shape[1] != KEY_BYTES or values.ndim != 2 or len(keys) != len(values):
+        raise ValueError("shapes do not match")
+    if checksum != _checksum(keys, values):
+        raise ValueError("checksum mismatch")
+    return keys, values
+
+
+def _checksum(keys: np.ndarray, values: np.ndarray) -> bytes:
+    digest = hashlib.sha256(keys.tobytes())
+    digest.update(values.tobytes())
+    return digest.digest()
+
+
+def _batches(items: list[str], size: int) -> list[list[str]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]

@@ -1,0 +1,90 @@
+"""The embedding cache, with the real default module behind it."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.embed import ModuleEmbedder, embed_dataset
+from tasks.embedding_cache import EmbeddingCache, embed_with_cache
+
+pytestmark = pytest.mark.slow
+
+TEXTS = ["A heist goes wrong.", "Two strangers fall in love in Paris.", "A heist goes wrong.", ""]
+
+
+class CountingEmbedder:
+    """The real module, counting every text it is asked to embed."""
+
+    def __init__(self, handle: str):
+        self.module = ModuleEmbedder(handle)
+        self.embedded: list[str] = []
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.embedded.extend(texts)
+        return self.module(texts)
+
+
+def test_each_text_is_embedded_once(glove_module: str, tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path, "fp")
+    embedder = CountingEmbedder(glove_module)
+    first, stats = embed_with_cache(TEXTS, embedder, cache)
+    assert sorted(embedder.embedded) == sorted(set(TEXTS)), "duplicates within a call are embedded once"
+    assert stats == {"texts": 4, "from_cache": 0, "computed": 3}
+    again, stats = embed_with_cache([*TEXTS, "A new movie."], embedder, cache)
+    assert embedder.embedded.count("A heist goes wrong.") == 1
+    assert embedder.embedded[-1] == "A new movie." and stats["computed"] == 1
+    np.testing.assert_array_equal(again[:4], first)
+    np.testing.assert_allclose(first[0], ModuleEmbedder(glove_module)(["A heist goes wrong."])[0], rtol=1e-6)
+
+
+def test_corrupt_shard_falls_back_to_computing(glove_module: str, tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path, "fp")
+    expected, _ = embed_with_cache(TEXTS, ModuleEmbedder(glove_module), cache)
+    shard = next(cache.folder.glob("*.npz"))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    embedder = CountingEmbedder(glove_module)
+    vectors, stats = embed_with_cache(TEXTS, embedder, cache)
+    assert stats["computed"] == 3
+    np.testing.assert_allclose(vectors, expected, rtol=1e-6)
+    assert list(cache.folder.glob("*.corrupt")), "the corrupt shard is set aside for diagnosis"
+
+
+def test_a_cache_is_per_module_fingerprint(glove_module: str, tmp_path: Path) -> None:
+    embed_with_cache(TEXTS, ModuleEmbedder(glove_module), EmbeddingCache(tmp_path, "module-a"))
+    embedder = CountingEmbedder(glove_module)
+    _, stats = embed_with_cache(TEXTS, embedder, EmbeddingCache(tmp_path, "module-b"))
+    assert stats["computed"] == 3
+
+
+def _embed_in_process(handle: str, root: str, texts: list[str]) -> None:
+    embed_with_cache(texts, ModuleEmbedder(handle), EmbeddingCache(Path(root), "fp"))
+
+
+def test_concurrent_writers_do_not_corrupt(glove_module: str, tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    batches = [[f"Movie {i} of writer {w}." for i in range(50)] + TEXTS for w in range(3)]
+    writers = [context.Process(target=_embed_in_process, args=(glove_module, str(tmp_path), b)) for b in batches]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(120)
+        assert writer.exitcode == 0
+    cached = EmbeddingCache(tmp_path, "fp").load()
+    assert len(cached) == 3 * 50 + 3
+    assert not list((tmp_path / "fp").glob("*.corrupt"))
+
+
+def test_embed_stage_fills_the_cache_for_every_prepared_movie(
+    glove_module: str, prepared_sample: Path, tmp_path: Path
+) -> None:
+    cache = EmbeddingCache(tmp_path, "fp")
+    first = embed_dataset(prepared_sample, glove_module, cache)
+    second = embed_dataset(prepared_sample, glove_module, cache)
+    assert first["computed"] > 0 and first["from_cache"] == 0
+    assert second["computed"] == 0 and second["from_cache"] == first["computed"]
