@@ -1,46 +1,100 @@
-"""Command line: `python -m tasks predict "a description" ...` and `python -m tasks build-embedding-module`."""
+"""Command line of the pipeline's tools.
+
+python -m tasks predict "a description" …     top genres from the served model
+python -m tasks models                        promoted versions, their metrics, which is served
+python -m tasks rollback --to N               re-publish version N as the newest
+python -m tasks build-embedding-module glove-6b-50d OUT_DIR
+python -m tasks serving-check MODEL_DIR       call a SavedModel's signature in this process
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
 import sys
 from pathlib import Path
 
-from tasks.config import Settings
+from tasks.config import PARAM_SCHEMAS, Settings
 from tasks.errors import PermanentError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tasks", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tasks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    predict = commands.add_parser("predict", help="top genres for each description, from the newest model")
+    predict = commands.add_parser("predict", help="top genres for each description, from the served model")
     predict.add_argument("descriptions", nargs="+")
     predict.add_argument("--top", type=int, default=2)
+    commands.add_parser("models", help="list promoted versions")
+    rollback = commands.add_parser("rollback", help="re-publish an earlier version as the newest")
+    rollback.add_argument("--to", type=int, required=True, dest="version")
+    rollback.add_argument("--reason", default="manual rollback from the command line")
+    rollback.add_argument("--keep", type=int, default=PARAM_SCHEMAS["keep_versions"]["default"])
     build = commands.add_parser("build-embedding-module", help="write the default TF Hub embedding module")
     build.add_argument("module", choices=["glove-6b-50d"])
     build.add_argument("out_dir", type=Path)
+    check = commands.add_parser("serving-check", help="call a SavedModel's serving signature on samples")
+    check.add_argument("model_dir", type=Path)
     args = parser.parse_args(argv)
     try:
-        if args.command == "predict":
-            _print_predictions(args.descriptions, args.top)
-        else:
-            from tasks.embedding_module import build_glove_module
-
-            print(build_glove_module(args.out_dir))
+        _run(args, Settings.from_env())
     except PermanentError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
 
 
-def _print_predictions(descriptions: list[str], top: int) -> None:
-    from tasks.predict import predict_top_genres
+def _run(args: argparse.Namespace, settings: Settings) -> None:
+    if args.command == "predict":
+        from tasks.predict import predict_top_genres
 
-    results = predict_top_genres(descriptions, Settings.from_env().served_model_dir, top)
-    for description, genres in zip(descriptions, results, strict=True):
-        print(description)
-        for genre, probability in genres:
-            print(f"  {genre}: {probability:.3f}")
+        results = predict_top_genres(args.descriptions, settings.served_model_dir, args.top)
+        for description, genres in zip(args.descriptions, results, strict=True):
+            print(description)
+            for genre, probability in genres:
+                print(f"  {genre}: {probability:.3f}")
+    elif args.command == "models":
+        from tasks.rollback import list_models
+
+        _print_models(list_models(settings.served_model_dir))
+    elif args.command == "rollback":
+        from tasks.rollback import rollback_model
+
+        result = rollback_model(
+            settings.served_model_dir,
+            args.version,
+            actor=f"cli:{getpass.getuser()}",
+            reason=args.reason,
+            keep_versions=args.keep,
+        )
+        print(f"version {result['rollback_of']} is now served as version {result['version']}")
+    elif args.command == "build-embedding-module":
+        from tasks.embedding_module import build_glove_module
+
+        print(build_glove_module(args.out_dir))
+    else:
+        from tasks.serving_check import check_in_this_process
+
+        print(json.dumps(check_in_this_process(args.model_dir)))
+
+
+def _print_models(rows: list[dict]) -> None:
+    if not rows:
+        print("no promoted versions")
+        return
+    print(f"{'version':>7}  {'served':<6}  {'auc_micro':>9}  {'auc_macro':>9}  {'published':<25}  origin")
+    for row in rows:
+        origin = f"rollback of {row['rollback_of']}" if row["rollback_of"] else (row["dag_run_id"] or "")
+        print(
+            f"{row['version']:>7}  {'*' if row['serving'] else '':<6}  {_number(row['auc_micro']):>9}  "
+            f"{_number(row['auc_macro']):>9}  {row['published_at'] or '':<25}  {origin}"
+        )
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 if __name__ == "__main__":

@@ -87,6 +87,20 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "maximum": 1,
         "description": "Model gate: promote only if the gate metric on the test split is at least this.",
     },
+    "max_auc_drop": {
+        "default": 0.005,
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1,
+        "description": "Model gate: refuse a model worse than the one in production by more than this.",
+    },
+    "keep_versions": {
+        "default": 5,
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 1000,
+        "description": "Retention: promoted versions to keep (the served one and rollback sources are always kept).",
+    },
     "gate_metric": {
         "default": "auc_micro",
         "type": "string",
@@ -163,6 +177,8 @@ class RunConfig:
 
     dataset_url: str
     auc_threshold: float
+    max_auc_drop: float
+    keep_versions: int
     gate_metric: str
     min_rows: int
     embedding_module: str

@@ -36,3 +36,11 @@ class ModelGateError(PermanentError):
 
 class ExportError(PermanentError):
     """The exported SavedModel does not answer as the trained model did."""
+
+
+class ServingCheckError(PermanentError):
+    """The exported SavedModel does not answer its serving signature correctly."""
+
+
+class ChampionError(PermanentError):
+    """The model in production cannot be scored, so the challenger cannot be compared with it."""

@@ -1,62 +1,79 @@
-"""Stage 7: publish the exported SavedModel as the next version for TensorFlow Serving.
+"""Stage: publish the checked model as the next version for TensorFlow Serving.
 
-Layout: `<model_dir>/movie_genre/<N>/` with N the next integer (TensorFlow Serving serves the highest).
-The model is copied to a hidden staging folder on the same filesystem, then renamed into place, so a
-reader (or TensorFlow Serving's poller) never sees a partial version. A file lock makes promotions
-take turns; staging leftovers of a crashed promotion are removed by the next one.
+The model is copied into a hidden staging folder beside the versions (same filesystem), flushed, then
+renamed to the next integer, under the registry's lock; the history records it and retention retires
+old versions. A failure at any point leaves the served versions and the history as they were.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
+import subprocess
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
-from tasks.artifacts import write_json
+from tasks.config import PROJECT_ROOT
+from tasks.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
-STAGING_PREFIX = ".staging-"
-LOCK_FILE = ".promote.lock"
-MANIFEST_FILE = "manifest.json"
+RECORDED_PACKAGES = (
+    "tensorflow",
+    "tf-keras",
+    "tensorflow-hub",
+    "tensorflow-text",
+    "apache-airflow",
+    "great-expectations",
+    "scikit-learn",
+    "pandas",
+    "numpy",
+)
 
 
-def promote_model(model_dir: Path, served_dir: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy `model_dir` to the next version under `served_dir`; `manifest` is written beside it."""
-    served_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(served_dir / LOCK_FILE)):
-        _remove_staging_leftovers(served_dir)
-        version = (max(versions(served_dir), default=0)) + 1
-        staging = served_dir / f"{STAGING_PREFIX}{version}"
-        try:
-            shutil.copytree(model_dir, staging)
-            write_json(staging / MANIFEST_FILE, {**manifest, "version": version})
-            os.rename(staging, served_dir / str(version))
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    path = served_dir / str(version)
-    log.info("promoted %s as version %d: %s", model_dir, version, path)
-    return {"version": version, "path": str(path)}
+def promote_model(
+    model_dir: Path, served_dir: Path, manifest: Mapping[str, Any], *, actor: str, reason: str, keep_versions: int
+) -> dict[str, Any]:
+    """Publish `model_dir` as the next version under `served_dir`; `manifest` is written beside it."""
+    registry = ModelRegistry(served_dir)
+    with registry.locked():
+        number = registry.publish(model_dir, manifest, {"event": "promote", "by": actor, "reason": reason})
+        retired = registry.retire_old_versions(keep_versions, actor)
+    log.info("promoted %s as version %d; retired %s", model_dir, number, retired or "none")
+    return {"version": number, "path": str(registry.version_dir(number)), "retired": retired}
 
 
-def versions(served_dir: Path) -> list[int]:
-    """Version numbers present under `served_dir`, ascending."""
-    if not served_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in served_dir.iterdir() if p.is_dir() and p.name.isdigit())
+def build_manifest(run_id: str, params: Mapping[str, Any], stages: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """What a version records of its origin: the run, its params, each stage's summary and timing,
+    the code's commit and the package versions."""
+    return {
+        "dag_run_id": run_id,
+        "params": dict(params),
+        "dataset": stages["download"],
+        "data": stages["prepare"],
+        "metrics": stages["evaluate"],
+        "champion_comparison": stages["gate"],
+        "embedding_module": stages["embedding_module"],
+        "stages": dict(stages),
+        "timings": {name: summary.get("seconds") for name, summary in stages.items()},
+        "git_commit": _git_commit(),
+        "packages": {name: _package_version(name) for name in RECORDED_PACKAGES},
+    }
 
 
-def latest_version_dir(served_dir: Path) -> Path | None:
-    found = versions(served_dir)
-    return served_dir / str(found[-1]) if found else None
+def _package_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
 
 
-def _remove_staging_leftovers(served_dir: Path) -> None:
-    for leftover in served_dir.glob(f"{STAGING_PREFIX}*"):
-        log.warning("removing leftover of an interrupted promotion: %s", leftover)
-        shutil.rmtree(leftover, ignore_errors=True)
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None

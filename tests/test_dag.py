@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import PROJECT_ROOT
 
 DAG_ID = "movie_genre_retrain"
-STAGES = ["download", "prepare", "validate", "embed", "train", "evaluate", "gate", "promote"]
+STAGES = ["download", "prepare", "validate", "embed", "train", "evaluate", "gate", "serving_check", "promote"]
 
 
 @pytest.fixture(scope="module")

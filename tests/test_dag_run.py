@@ -49,8 +49,10 @@ def test_run_promotes_a_model_that_serves_raw_strings(dag, dirs, sample_csv: Pat
     version_dir = dirs["models"] / "movie_genre" / "1"
     assert (version_dir / "saved_model.pb").is_file()
     manifest = json.loads((version_dir / "manifest.json").read_text())
-    assert manifest["version"] == 1 and manifest["dataset"]["sha256"]
-    assert manifest["metrics"]["auc_micro"] >= 0.5
+    assert manifest["version"] == 1 and manifest["dataset"]["sha256"] and manifest["data"]["split_fingerprint"]
+    assert manifest["metrics"]["auc_micro"] >= 0.5 and manifest["packages"]["tensorflow"]
+    assert "judged on the threshold alone" in manifest["champion_comparison"]["reason"]
+    assert set(manifest["timings"]) >= {"download", "train", "serving_check"}
     assert Path(manifest["embedding_module"]["path"]).is_relative_to(dirs["artifacts"]), "default module built"
 
     from tasks.tensorflow_runtime import tf
@@ -84,13 +86,36 @@ def test_run_promotes_a_model_that_serves_raw_strings(dag, dirs, sample_csv: Pat
     assert len([line for line in predicted.splitlines() if line.startswith("  ")]) == 2
 
 
-def test_second_run_on_the_same_data_embeds_nothing(dag, dirs, sample_csv: Path, glove_module: str) -> None:
+def test_weekly_life_champion_challenger_and_rollback(airflow_db, dag, dirs, sample_csv: Path, glove_module: str):
+    """Week 1 promotes; week 2 on the same data embeds nothing and matches the champion; week 3 trains
+    a worse model, which the champion gate refuses; then the rollback DAG serves week 1 again."""
+    served = dirs["models"] / "movie_genre"
     conf = _quick(sample_csv, embedding_module=glove_module)
     assert _run(dag, conf)["run"] == "success"
     shards = sorted((dirs["artifacts"] / "embedding_cache").rglob("*.npz"))
+
     assert _run(dag, conf)["run"] == "success"
     assert sorted((dirs["artifacts"] / "embedding_cache").rglob("*.npz")) == shards, "nothing new was embedded"
-    assert sorted(p.name for p in (dirs["models"] / "movie_genre").iterdir() if p.name.isdigit()) == ["1", "2"]
+    comparison = json.loads((served / "2" / "manifest.json").read_text())["champion_comparison"]
+    assert comparison["passed"] and comparison["champion"]["version"] == 1
+    assert comparison["champion"]["value"] == pytest.approx(comparison["challenger"], abs=1e-6)
+
+    worse = _run(dag, {**conf, "epochs": 1, "learning_rate": 1e-5, "auc_threshold": 0.0})
+    assert worse["run"] == "failed" and worse["gate"] == "failed" and worse["promote"] == "upstream_failed"
+    runs = sorted((dirs["artifacts"] / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    gate = json.loads((runs[-1] / "metrics.json").read_text())["gate"]
+    assert "worse than the champion (version 2" in gate["reason"]
+    assert sorted(int(p.name) for p in served.iterdir() if p.name.isdigit()) == [1, 2]
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    rollback = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).dags["movie_genre_rollback"]
+    assert str(rollback.test(run_conf={"version": 1, "reason": "week 2 misbehaves"}).state) == "success"
+    manifest = json.loads((served / "3" / "manifest.json").read_text())
+    assert manifest["rollback_of"] == 1
+    history = [json.loads(line) for line in (served / "history.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["version"]) for e in history] == [("promote", 1), ("promote", 2), ("rollback", 3)]
+    assert history[-1]["reason"] == "week 2 misbehaves" and history[-1]["by"].startswith("dag_run:")
 
 
 def test_model_gate_failure_promotes_nothing(dag, dirs, sample_csv: Path, glove_module: str) -> None:

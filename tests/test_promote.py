@@ -1,12 +1,23 @@
+"""Promotion, history, rollback and retention on real folders and real processes."""
+
 from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tasks.promote import MANIFEST_FILE, latest_version_dir, promote_model, versions
+from tasks.errors import ConfigError
+from tasks.promote import build_manifest, promote_model
+from tasks.registry import HISTORY_FILE, MANIFEST_FILE, ModelRegistry
+from tasks.rollback import list_models, rollback_model
 
 
 @pytest.fixture
@@ -18,35 +29,42 @@ def exported(tmp_path: Path) -> Path:
     return model
 
 
-def test_versions_only_increase(exported: Path, tmp_path: Path) -> None:
+def _promote(exported: Path, served: Path, run: str = "run", keep: int = 5, **manifest) -> dict:
+    return promote_model(
+        exported, served, {"dag_run_id": run, **manifest}, actor=f"dag_run:{run}", reason="test", keep_versions=keep
+    )
+
+
+def test_versions_only_increase_and_history_records_them(exported: Path, tmp_path: Path) -> None:
     served = tmp_path / "models" / "movie_genre"
-    first = promote_model(exported, served, {"dag_run_id": "a"})
-    second = promote_model(exported, served, {"dag_run_id": "b"})
-    assert (first["version"], second["version"]) == (1, 2)
-    assert versions(served) == [1, 2]
-    assert latest_version_dir(served) == served / "2"
+    assert (_promote(exported, served, "a")["version"], _promote(exported, served, "b")["version"]) == (1, 2)
+    registry = ModelRegistry(served)
+    assert registry.versions() == [1, 2] and registry.serving_version() == 2
     assert (served / "2" / "saved_model.pb").read_bytes() == b"graph"
-    manifest = json.loads((served / "2" / MANIFEST_FILE).read_text())
-    assert manifest["dag_run_id"] == "b" and manifest["version"] == 2
+    assert registry.manifest(2)["dag_run_id"] == "b" and registry.manifest(2)["version"] == 2
+    assert [(e["event"], e["version"], e["by"]) for e in registry.history()] == [
+        ("promote", 1, "dag_run:a"),
+        ("promote", 2, "dag_run:b"),
+    ]
 
 
 def test_leftovers_of_a_crashed_promotion_are_cleaned(exported: Path, tmp_path: Path) -> None:
     served = tmp_path / "movie_genre"
-    (served / ".staging-1" / "variables").mkdir(parents=True)
-    assert promote_model(exported, served, {})["version"] == 1
-    assert sorted(p.name for p in served.iterdir() if not p.name.startswith(".promote")) == ["1"]
+    (served / ".staging-deadbeef" / "variables").mkdir(parents=True)
+    assert _promote(exported, served)["version"] == 1
+    assert sorted(p.name for p in served.iterdir() if not p.name.startswith(".promote")) == ["1", HISTORY_FILE]
 
 
-def test_failed_copy_leaves_no_version(tmp_path: Path) -> None:
+def test_failed_copy_leaves_nothing(tmp_path: Path) -> None:
     served = tmp_path / "movie_genre"
     with pytest.raises(FileNotFoundError):
-        promote_model(tmp_path / "no-such-model", served, {})
-    assert versions(served) == []
+        _promote(tmp_path / "no-such-model", served)
+    assert ModelRegistry(served).versions() == [] and ModelRegistry(served).history() == []
     assert not list(served.glob(".staging-*"))
 
 
 def _promote_in_process(exported: str, served: str, queue: multiprocessing.Queue) -> None:
-    queue.put(promote_model(Path(exported), Path(served), {})["version"])
+    queue.put(_promote(Path(exported), Path(served))["version"])
 
 
 def test_concurrent_promotions_get_distinct_versions(exported: Path, tmp_path: Path) -> None:
@@ -59,4 +77,91 @@ def test_concurrent_promotions_get_distinct_versions(exported: Path, tmp_path: P
     for worker in workers:
         worker.join(60)
     assert sorted(queue.get(timeout=5) for _ in workers) == [1, 2, 3, 4]
-    assert versions(served) == [1, 2, 3, 4]
+    assert ModelRegistry(served).versions() == [1, 2, 3, 4]
+    assert len(ModelRegistry(served).history()) == 4
+
+
+def test_sigkill_mid_promotion_keeps_the_served_version(exported: Path, tmp_path: Path) -> None:
+    """A promotion killed while copying a large model leaves version 1 served; the next one recovers."""
+    served = tmp_path / "movie_genre"
+    _promote(exported, served)
+    (exported / "variables" / "variables.data-00000-of-00001").write_bytes(os.urandom(300 * 1024 * 1024))
+    script = (
+        "import sys; from pathlib import Path; from tasks.promote import promote_model;"
+        "promote_model(Path(sys.argv[1]), Path(sys.argv[2]), {}, actor='killed', reason='x', keep_versions=5)"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, str(exported), str(served)])
+    deadline = time.monotonic() + 60
+    while not list(served.glob(".staging-*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    registry = ModelRegistry(served)
+    assert registry.versions() == [1] and registry.serving_version() == 1
+    assert [e["version"] for e in registry.history()] == [1]
+    assert _promote(exported, served)["version"] == 2
+    assert not list(served.glob(".staging-*"))
+
+
+def test_rollback_republishes_as_newest_and_retention_keeps_the_right_folders(exported: Path, tmp_path: Path) -> None:
+    served = tmp_path / "movie_genre"
+    for run in "abc":
+        _promote(exported, served, run, keep=3, metrics={"auc_micro": 0.8})
+    result = rollback_model(served, 1, actor="cli:test", reason="v3 misbehaves", keep_versions=3)
+    assert result == {"version": 4, "rollback_of": 1, "retired": []}
+    registry = ModelRegistry(served)
+    assert registry.serving_version() == 4 and registry.manifest(4)["rollback_of"] == 1
+    assert registry.manifest(4)["dag_run_id"] == "a"
+    # Keep 3 = {3, 4, 5}; 1 stays too, because the served rollback (4) points to it.
+    retired = _promote(exported, served, "d", keep=3)["retired"]
+    assert retired == [2] and registry.versions() == [1, 3, 4, 5]
+    events = [(e["event"], e["version"]) for e in registry.history()]
+    assert events == [("promote", 1), ("promote", 2), ("promote", 3), ("rollback", 4), ("promote", 5), ("retire", 2)]
+    rows = {row["version"]: row for row in list_models(served)}
+    assert rows[5]["serving"] and not rows[4]["serving"] and rows[4]["rollback_of"] == 1
+
+
+def test_versions_never_reuse_a_number_retention_removed(exported: Path, tmp_path: Path) -> None:
+    served = tmp_path / "movie_genre"
+    for _ in range(3):
+        _promote(exported, served, keep=1)
+    assert ModelRegistry(served).versions() == [3]
+    shutil.rmtree(served / "3")  # someone empties the folder by hand
+    assert _promote(exported, served)["version"] == 4
+
+
+def test_rollback_to_a_missing_version_is_refused(exported: Path, tmp_path: Path) -> None:
+    served = tmp_path / "movie_genre"
+    _promote(exported, served)
+    with pytest.raises(ConfigError, match=r"version 7: present versions are \[1\]"):
+        rollback_model(served, 7, actor="cli", reason="x", keep_versions=5)
+    assert ModelRegistry(served).versions() == [1]
+
+
+def test_manifest_records_origin_code_and_packages() -> None:
+    stages = {name: {"seconds": 1.5} for name in ("download", "prepare", "evaluate", "gate", "embedding_module")}
+    manifest = build_manifest("run-1", {"epochs": 3}, stages)
+    assert manifest["dag_run_id"] == "run-1" and manifest["params"] == {"epochs": 3}
+    assert manifest["timings"]["download"] == 1.5
+    assert manifest["packages"]["tensorflow"] and manifest["git_commit"]
+    json.dumps(manifest)
+
+
+def test_cli_models_and_rollback(exported: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    _promote(exported, models / "movie_genre", "weekly-1", metrics={"auc_micro": 0.8712})
+    _promote(exported, models / "movie_genre", "weekly-2", metrics={"auc_micro": 0.8501})
+    env = {**os.environ, "GENRE_MODEL_DIR": str(models)}
+    rollback = subprocess.run(
+        [sys.executable, "-m", "tasks", "rollback", "--to", "1", "--reason", "worse"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "version 1 is now served as version 3" in rollback.stdout
+    listing = subprocess.run([sys.executable, "-m", "tasks", "models"], env=env, capture_output=True, text=True)
+    lines = listing.stdout.splitlines()
+    assert "0.8712" in lines[1] and "weekly-1" in lines[1]
+    assert lines[3].split()[:2] == ["3", "*"] and "rollback of 1" in lines[3]
+    assert json.loads((models / "movie_genre" / "3" / MANIFEST_FILE).read_text())["rollback_of"] == 1
