@@ -60,7 +60,11 @@ def movie_genre_retrain() -> None:
 
         run = run_context()
         return prepare_dataset(
-            Path(downloaded["path"]), run.dir / "prepared", run.config.genres, run.config.test_fraction
+            Path(downloaded["path"]),
+            run.dir / "prepared",
+            run.config.genres,
+            run.config.test_fraction,
+            run.config.validation_fraction,
         )
 
     @task(retries=0)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from airflow.sdk import Param, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
+from tasks.alerts import notify_failure
 from tasks.config import PARAM_SCHEMAS, RunConfig, Settings
 from tasks.errors import PermanentError
 
@@ -24,6 +25,9 @@ DEFAULT_TASK_ARGS: dict[str, Any] = {
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
+    # Task level: Airflow 3 does not reliably call a DAG-level failure callback. Called once a task
+    # has failed for good (after its retries); it e-mails / posts to Slack, or logs when neither is set.
+    "on_failure_callback": notify_failure,
 }
 
 

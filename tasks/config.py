@@ -162,6 +162,13 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "maximum": 0.5,
         "description": "Share of movies in the test split (chosen by a stable hash of the movie id).",
     },
+    "validation_fraction": {
+        "default": 0.1,
+        "type": "number",
+        "minimum": 0.05,
+        "maximum": 0.3,
+        "description": "Share of movies held out of training for early stopping and decision thresholds.",
+    },
     "seed": {
         "default": 42,
         "type": "integer",
@@ -188,6 +195,7 @@ class RunConfig:
     hidden_units: int
     learning_rate: float
     test_fraction: float
+    validation_fraction: float
     seed: int
 
     @classmethod

@@ -3,8 +3,8 @@
 Streams the CSV record by record (memory grows with the kept text only), keeps movies with a numeric
 id, a non-empty overview and at least one target genre, and writes to `prepared/`:
 
-- `movies.parquet`: `id`, `overview`, `split` ("train"/"test") and one 0/1 column per genre, in the
-  configured order;
+- `movies.parquet`: `id`, `overview`, `split` ("train", "validation" or "test") and one 0/1 column
+  per genre, in the configured order;
 - `records.parquet`: one row per CSV record with what parsing found (the data gate checks it);
 - `genre_coverage.parquet`: positives per genre and split (the data gate checks it).
 
@@ -83,17 +83,30 @@ class _Collected:
         rec["drop_reason"].append(drop_reason)
 
 
+SPLITS = ("train", "validation", "test")
+
+
 def split_bucket(movie_id: int) -> float:
     """A stable number in [0, 1) from the movie id: the split never moves a movie between retrains."""
     digest = hashlib.sha256(f"movie:{movie_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def prepare_dataset(raw_csv: Path, out_dir: Path, genres: Sequence[str], test_fraction: float) -> dict[str, Any]:
+def assign_split(movie_id: int, test_fraction: float, validation_fraction: float) -> str:
+    """test for buckets below `test_fraction`, validation for the next `validation_fraction`, else train."""
+    bucket = split_bucket(movie_id)
+    if bucket < test_fraction:
+        return "test"
+    return "validation" if bucket < test_fraction + validation_fraction else "train"
+
+
+def prepare_dataset(
+    raw_csv: Path, out_dir: Path, genres: Sequence[str], test_fraction: float, validation_fraction: float
+) -> dict[str, Any]:
     """Parse `raw_csv` into `out_dir` (replaced as a whole); return the counts."""
     collected = _collect(raw_csv, genres)
-    splits = ["test" if split_bucket(i) < test_fraction else "train" for i in collected.movie_ids]
-    summary = _summary(collected, splits, test_fraction)
+    splits = [assign_split(i, test_fraction, validation_fraction) for i in collected.movie_ids]
+    summary = _summary(collected, splits, test_fraction, validation_fraction)
     with atomic_dir(out_dir) as tmp:
         pq.write_table(_movies_table(collected, splits), tmp / MOVIES_FILE)
         pq.write_table(pa.table(collected.records), tmp / RECORDS_FILE)
@@ -203,18 +216,20 @@ def _movies_table(collected: _Collected, splits: list[str]) -> pa.Table:
 
 
 def _coverage_table(collected: _Collected, splits: list[str]) -> pa.Table:
-    rows: dict[str, list[Any]] = {"genre": [], "train_positives": [], "test_positives": [], "share": []}
+    rows: dict[str, list[Any]] = {"genre": [], **{f"{split}_positives": [] for split in SPLITS}, "share": []}
     total = max(len(splits), 1)
     for index, genre in enumerate(collected.genres):
         per_split = Counter(split for split, labels in zip(splits, collected.labels, strict=True) if labels[index])
         rows["genre"].append(genre)
-        rows["train_positives"].append(per_split["train"])
-        rows["test_positives"].append(per_split["test"])
-        rows["share"].append((per_split["train"] + per_split["test"]) / total)
+        for split in SPLITS:
+            rows[f"{split}_positives"].append(per_split[split])
+        rows["share"].append(per_split.total() / total)
     return pa.table(rows)
 
 
-def _summary(collected: _Collected, splits: list[str], test_fraction: float) -> dict[str, Any]:
+def _summary(
+    collected: _Collected, splits: list[str], test_fraction: float, validation_fraction: float
+) -> dict[str, Any]:
     reasons = Counter(r for r in collected.records["drop_reason"] if r is not None)
     split_counts = Counter(splits)
     positives = {genre: sum(labels[i] for labels in collected.labels) for i, genre in enumerate(collected.genres)}
@@ -222,9 +237,9 @@ def _summary(collected: _Collected, splits: list[str], test_fraction: float) -> 
         "records": len(collected.records["record"]),
         "kept": len(collected.movie_ids),
         "dropped": dict(sorted(reasons.items())),
-        "train_rows": split_counts["train"],
-        "test_rows": split_counts["test"],
+        **{f"{split}_rows": split_counts[split] for split in SPLITS},
         "test_fraction": test_fraction,
+        "validation_fraction": validation_fraction,
         "genres": list(collected.genres),
         "positives": positives,
         "split_fingerprint": _split_fingerprint(collected.movie_ids, splits),

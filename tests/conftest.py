@@ -61,7 +61,7 @@ def prepared_sample(sample_csv: Path, tmp_path_factory: pytest.TempPathFactory) 
     from tasks.prepare import prepare_dataset
 
     out = tmp_path_factory.mktemp("prepared") / "prepared"
-    prepare_dataset(sample_csv, out, DEFAULT_GENRES, 0.2)
+    prepare_dataset(sample_csv, out, DEFAULT_GENRES, 0.2, 0.1)
     return out
 
 

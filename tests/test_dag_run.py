@@ -6,12 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import PROJECT_ROOT
+from tests.servers import SmtpInbox, smtp_connection
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +33,24 @@ def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     monkeypatch.setenv("GENRE_MODEL_DIR", str(paths["models"]))
     monkeypatch.setenv("GENRE_ARTIFACTS_DIR", str(paths["artifacts"]))
     return paths
+
+
+@pytest.fixture
+def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpInbox]:
+    """Alerts go by e-mail to a real SMTP server on loopback."""
+    with SmtpInbox() as smtp:
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_connection(smtp.port))
+        monkeypatch.setenv("GENRE_ALERT_EMAILS", "ml-team@example.org")
+        yield smtp
+
+
+def _alert_texts(inbox: SmtpInbox) -> list[str]:
+    return [
+        part.get_payload(decode=True).decode()
+        for message in inbox.messages
+        for part in message.walk()
+        if part.get_content_type() == "text/html"
+    ]
 
 
 def _run(dag, conf: dict) -> dict[str, str]:
@@ -86,7 +106,7 @@ def test_run_promotes_a_model_that_serves_raw_strings(dag, dirs, sample_csv: Pat
     assert len([line for line in predicted.splitlines() if line.startswith("  ")]) == 2
 
 
-def test_weekly_life_champion_challenger_and_rollback(airflow_db, dag, dirs, sample_csv: Path, glove_module: str):
+def test_weekly_life_champion_challenger_and_rollback(dag, dirs, inbox, sample_csv: Path, glove_module: str):
     """Week 1 promotes; week 2 on the same data embeds nothing and matches the champion; week 3 trains
     a worse model, which the champion gate refuses; then the rollback DAG serves week 1 again."""
     served = dirs["models"] / "movie_genre"
@@ -106,6 +126,8 @@ def test_weekly_life_champion_challenger_and_rollback(airflow_db, dag, dirs, sam
     gate = json.loads((runs[-1] / "metrics.json").read_text())["gate"]
     assert "worse than the champion (version 2" in gate["reason"]
     assert sorted(int(p.name) for p in served.iterdir() if p.name.isdigit()) == [1, 2]
+    (alert,) = _alert_texts(inbox)
+    assert "failed at the model gate" in alert and "worse than the champion (version 2" in alert
 
     from airflow.dag_processing.dagbag import DagBag
 
@@ -126,13 +148,17 @@ def test_model_gate_failure_promotes_nothing(dag, dirs, sample_csv: Path, glove_
     assert not (dirs["models"] / "movie_genre").exists() or not any((dirs["models"] / "movie_genre").iterdir())
 
 
-def test_data_gate_failure_stops_before_training(dag, dirs, sample_csv: Path, glove_module: str) -> None:
+def test_data_gate_failure_stops_before_training(dag, dirs, inbox, sample_csv: Path, glove_module: str) -> None:
     states = _run(dag, _quick(sample_csv, min_rows=100_000, embedding_module=glove_module))
     assert states["run"] == "failed"
     assert states["validate"] == "failed" and states["train"] == "upstream_failed"
     run_dir = next((dirs["artifacts"] / "runs").iterdir())
     assert (run_dir / "validation" / "data_docs" / "index.html").is_file(), "Data Docs kept for diagnosis"
     assert not (dirs["models"] / "movie_genre").exists()
+    (alert,) = _alert_texts(inbox)
+    assert "failed at the data gate" in alert
+    assert "expect_table_row_count_to_be_between(min_value=100000)" in alert
+    assert str(run_dir / "validation" / "data_docs" / "index.html") in alert
 
 
 def test_cli_predict_without_a_model_says_so(tmp_path: Path) -> None:

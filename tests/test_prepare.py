@@ -16,7 +16,7 @@ COMEDY = "[{'id': 35, 'name': 'Comedy'}]"
 
 def _prepare(tmp_path: Path, rows: list[list[str]], header: list[str] = HEADER) -> dict:
     raw = write_rows(tmp_path / "raw.csv", header, rows)
-    return prepare_dataset(raw, tmp_path / "prepared", DEFAULT_GENRES, 0.2)
+    return prepare_dataset(raw, tmp_path / "prepared", DEFAULT_GENRES, 0.2, 0.1)
 
 
 def test_keeps_good_rows_and_counts_every_drop(tmp_path: Path) -> None:
@@ -71,6 +71,7 @@ def test_split_is_stable_across_files(tmp_path: Path) -> None:
     first, second = splits(tmp_path / "a"), splits(tmp_path / "b")
     assert all(first[movie_id] == split for movie_id, split in second.items())
     assert 0.1 < sum(s == "test" for s in first.values()) / len(first) < 0.3
+    assert 0.03 < sum(s == "validation" for s in first.values()) / len(first) < 0.17
     assert all(0 <= split_bucket(i) < 1 for i in ids)
 
 
@@ -90,11 +91,11 @@ def test_empty_file_fails_clearly(tmp_path: Path) -> None:
     raw = tmp_path / "raw.csv"
     raw.write_text("")
     with pytest.raises(DataError, match="missing required column"):
-        prepare_dataset(raw, tmp_path / "prepared", DEFAULT_GENRES, 0.2)
+        prepare_dataset(raw, tmp_path / "prepared", DEFAULT_GENRES, 0.2, 0.1)
 
 
 def test_real_file(shared_csv: Path, tmp_path: Path) -> None:
-    summary = prepare_dataset(shared_csv, tmp_path / "prepared", DEFAULT_GENRES, 0.2)
+    summary = prepare_dataset(shared_csv, tmp_path / "prepared", DEFAULT_GENRES, 0.2, 0.1)
     # The shared file's README: 4,116 movies have an overview and a target genre; one id is duplicated.
     assert summary["records"] == 5000
     assert summary["kept"] == 4115
