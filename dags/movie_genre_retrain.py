@@ -1,7 +1,7 @@
 """Weekly retrain of the movie-genre classifier.
 
 download → prepare → validate (data gate) → embed → train → evaluate → gate (model gate)
-→ serving_check → promote
+→ serving_check → promote; report (report.html) runs after the gate whatever it decided.
 
 `embedding_module` (the project's own module, built once and cached, unless a module is given) feeds
 embed, train and evaluate. Wiring only: each task calls one stage function from `tasks/`, which imports
@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import dag, task
+from airflow.sdk import TriggerRule, dag, task
 
 from orchestration.wiring import DEFAULT_TASK_ARGS, run_context, stage, trigger_form
 from tasks.config import EXPECTATIONS_DIR
@@ -110,7 +110,7 @@ def movie_genre_retrain() -> None:
         return evaluate_model(
             Path(trained["model_path"]),
             Path(prepared["path"]),
-            run.dir / "metrics.json",
+            run.dir,
             embedding["path"],
             run.embedding_cache(embedding),
         )
@@ -129,6 +129,14 @@ def movie_genre_retrain() -> None:
             threshold=run.config.auc_threshold,
             max_drop=run.config.max_auc_drop,
         )
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @stage
+    def report() -> dict[str, Any]:
+        from tasks.report import write_report
+
+        run = run_context()
+        return write_report(run.dir, run.settings.served_model_dir)
 
     @task(retries=0)
     @stage
@@ -162,6 +170,7 @@ def movie_genre_retrain() -> None:
     validated >> embedded >> trained
     evaluation = evaluate(trained, prepared, embedding)
     decision = gate(evaluation, prepared)
+    decision >> report()
     checked = serving_check(trained)
     decision >> checked
     stages = {

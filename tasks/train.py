@@ -1,32 +1,44 @@
 """Stage: train the genre classifier and export it as a serving SavedModel.
 
-The model is a frozen TF Hub text embedding (`hub.KerasLayer`) followed by a small dense head with one
-sigmoid output per genre, trained with binary cross-entropy. The embedding is frozen, so the head is
-trained on cached vectors (see `embedding_cache`); the export composes module and head and takes raw
-strings: `serving_default` maps a 1-D `tf.string` tensor `descriptions` to `probabilities` (float32,
-`[batch, genres]`), and `assets/labels.txt` names the outputs in order. The export also keeps the head
-alone as `head_probabilities(embeddings)`, which evaluation calls on cached vectors.
+Wide & deep, on top of a frozen TF Hub text embedding:
+- deep: the embedding's vector (`hub.KerasLayer`) → Dense(ReLU) → Dropout → one logit per genre;
+- wide (optional): TF-IDF of word 1-2-grams (Keras `TextVectorization`, adapted on the train split and
+  saved inside the model) → one logit per genre.
+The logits add up; a sigmoid per genre gives its probability; binary cross-entropy; early stopping on
+the validation split keeps the best epoch. Per-genre decision thresholds are then tuned on the
+validation split for F1.
+
+The embedding is frozen, so training reads the vectors from the embedding cache. The export composes
+module and head and takes raw strings: `serving_default` maps a 1-D `tf.string` tensor `descriptions`
+to `probabilities` (float32, `[batch, genres]`); `assets/labels.txt` names the outputs in order and
+`assets/thresholds.json` holds the tuned thresholds. The export also keeps the head alone as
+`head_probabilities(texts, embeddings)`, which evaluation calls with cached vectors.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tasks.artifacts import atomic_dir, write_json
 from tasks.embed import ModuleEmbedder
 from tasks.embedding_cache import EmbeddingCache, embed_with_cache
+from tasks.evaluate import tune_thresholds
 from tasks.prepare import read_split
 from tasks.tensorflow_runtime import hub, tf, tf_keras
 
 log = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.txt"
+THRESHOLDS_FILE = "thresholds.json"
 SIGNATURE_INPUT = "descriptions"
 SIGNATURE_OUTPUT = "probabilities"
 
@@ -39,35 +51,52 @@ class TrainConfig:
     hidden_units: int
     learning_rate: float
     seed: int
+    wide: bool = True
     dropout: float = 0.2
+    vocabulary_size: int = 20_000
+    patience: int = 5
 
 
 def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: EmbeddingCache) -> dict[str, Any]:
-    """Train on the train split of `prepared_dir`; export to `out_dir` (replaced as a whole)."""
+    """Train on the train split of `prepared_dir`, stop early on its validation split; export to `out_dir`."""
     started = time.monotonic()
-    texts, labels, genres = read_split(prepared_dir, "train")
-    if not texts:
-        raise ValueError(f"no training rows in {prepared_dir}")
     embedder = ModuleEmbedder(config.embedding_module)
-    vectors, embedding_stats = embed_with_cache(texts, embedder, cache)
+    train_texts, train_labels, genres = read_split(prepared_dir, "train")
+    valid_texts, valid_labels, _ = read_split(prepared_dir, "validation")
+    if not train_texts or not valid_texts:
+        raise ValueError(
+            f"{prepared_dir} needs train and validation rows, has {len(train_texts)} and {len(valid_texts)}"
+        )
+    train_vectors, embedding_stats = embed_with_cache(train_texts, embedder, cache)
+    valid_vectors, _ = embed_with_cache(valid_texts, embedder, cache)
     tf_keras.utils.set_random_seed(config.seed)
-    head = build_head(config, vectors.shape[1], len(genres))
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((vectors, labels))
-        .shuffle(len(texts), seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
+    head = build_head(config, train_vectors.shape[1], len(genres), train_texts)
+    history = head.fit(
+        _dataset(train_texts, train_vectors, train_labels, config.batch_size, shuffle_seed=config.seed),
+        validation_data=_dataset(valid_texts, valid_vectors, valid_labels, config.batch_size),
+        epochs=config.epochs,
+        callbacks=[
+            tf_keras.callbacks.EarlyStopping(
+                monitor="val_auc_micro", mode="max", patience=config.patience, restore_best_weights=True
+            )
+        ],
+        verbose=2,
     )
-    history = head.fit(dataset, epochs=config.epochs, verbose=2)
+    valid_probabilities = head.predict(_dataset(valid_texts, valid_vectors, None, 256), verbose=0)
+    thresholds = tune_thresholds(valid_labels, valid_probabilities, genres)
     with atomic_dir(out_dir) as tmp:
-        export_serving_model(config.embedding_module, head, genres, tmp)
+        export_serving_model(config.embedding_module, head, genres, thresholds, tmp)
+    auc_history = history.history["val_auc_micro"]
     summary = {
         "model_path": str(out_dir),
-        "train_rows": len(texts),
+        "train_rows": len(train_texts),
+        "validation_rows": len(valid_texts),
+        "validation_auc_micro": float(max(auc_history)),
+        "best_epoch": int(np.argmax(auc_history)) + 1,
+        "epochs_run": len(auc_history),
+        "thresholds": thresholds,
         "embeddings": embedding_stats,
         "genres": genres,
-        "epochs": config.epochs,
-        "final_loss": float(history.history["loss"][-1]),
         "history": {name: [float(v) for v in values] for name, values in history.history.items()},
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -75,13 +104,34 @@ def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: E
     return {key: value for key, value in summary.items() if key != "history"}
 
 
-def build_head(config: TrainConfig, dimensions: int, n_genres: int) -> tf_keras.Model:
-    """The trainable part: embedding vector → one probability per genre."""
+def _dataset(
+    texts: list[str], vectors: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle_seed: int | None = None
+) -> tf.data.Dataset:
+    features = {"text": tf.constant(texts), "embedding": vectors}
+    dataset = tf.data.Dataset.from_tensor_slices(features if labels is None else (features, labels))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(texts), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def build_head(config: TrainConfig, dimensions: int, n_genres: int, train_texts: list[str]) -> tf_keras.Model:
+    """The trainable part: (text, embedding vector) → one probability per genre."""
+    text = tf_keras.Input(shape=(), dtype=tf.string, name="text")
     embedding = tf_keras.Input(shape=(dimensions,), dtype=tf.float32, name="embedding")
     hidden = tf_keras.layers.Dense(config.hidden_units, activation="relu", name="hidden")(embedding)
     hidden = tf_keras.layers.Dropout(config.dropout, name="dropout")(hidden)
-    probabilities = tf_keras.layers.Dense(n_genres, activation="sigmoid", name=SIGNATURE_OUTPUT)(hidden)
-    head = tf_keras.Model(embedding, probabilities, name="genre_head")
+    logits = tf_keras.layers.Dense(n_genres, name="deep_logits")(hidden)
+    if config.wide:
+        vectorizer = tf_keras.layers.TextVectorization(
+            max_tokens=config.vocabulary_size, ngrams=2, output_mode="tf_idf", name="tfidf"
+        )
+        vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts).batch(256))
+        wide_logits = tf_keras.layers.Dense(
+            n_genres, kernel_regularizer=tf_keras.regularizers.L2(1e-2), name="wide_logits"
+        )(vectorizer(text))
+        logits = tf_keras.layers.Add(name="logits")([logits, wide_logits])
+    probabilities = tf_keras.layers.Activation("sigmoid", name=SIGNATURE_OUTPUT)(logits)
+    head = tf_keras.Model({"text": text, "embedding": embedding}, probabilities, name="genre_head")
     head.compile(
         optimizer=tf_keras.optimizers.Adam(config.learning_rate),
         loss="binary_crossentropy",
@@ -90,11 +140,13 @@ def build_head(config: TrainConfig, dimensions: int, n_genres: int) -> tf_keras.
     return head
 
 
-def export_serving_model(embedding_module: str, head: tf_keras.Model, genres: Sequence[str], out_dir: Path) -> None:
-    """Write a SavedModel whose `serving_default` takes raw descriptions; genres go to assets/labels.txt."""
+def export_serving_model(
+    embedding_module: str, head: tf_keras.Model, genres: Sequence[str], thresholds: Mapping[str, float], out_dir: Path
+) -> None:
+    """Write a SavedModel whose `serving_default` takes raw descriptions; genres and thresholds go to assets/."""
     description = tf_keras.Input(shape=(), dtype=tf.string, name=SIGNATURE_INPUT)
     embedding = hub.KerasLayer(embedding_module, trainable=False, name="embedding")(description)
-    model = tf_keras.Model(description, head(embedding), name="movie_genre_classifier")
+    model = tf_keras.Model(description, head({"text": description, "embedding": embedding}), name="movie_genre")
     serving = tf.Module(name="movie_genre_serving")
     serving.model = model
     serving.head = head
@@ -103,15 +155,23 @@ def export_serving_model(embedding_module: str, head: tf_keras.Model, genres: Se
     def serve(descriptions: tf.Tensor) -> dict[str, tf.Tensor]:
         return {SIGNATURE_OUTPUT: model(descriptions, training=False)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None, head.input_shape[1]], tf.float32)])
-    def head_probabilities(embeddings: tf.Tensor) -> tf.Tensor:
-        return head(embeddings, training=False)
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string),
+            tf.TensorSpec([None, head.input["embedding"].shape[1]], tf.float32),
+        ]
+    )
+    def head_probabilities(texts: tf.Tensor, embeddings: tf.Tensor) -> tf.Tensor:
+        return head({"text": texts, "embedding": embeddings}, training=False)
 
     serving.serve = serve
     serving.head_probabilities = head_probabilities
-    # An asset keeps its file name, so the labels are written as labels.txt in a scratch folder.
+    # An asset keeps its file name, so the files are written under their final names in a scratch folder.
     with tempfile.TemporaryDirectory(dir=out_dir.parent) as scratch:
         labels_path = Path(scratch) / LABELS_FILE
         labels_path.write_text("".join(f"{genre}\n" for genre in genres), encoding="utf-8")
+        thresholds_path = Path(scratch) / THRESHOLDS_FILE
+        thresholds_path.write_text(json.dumps(dict(thresholds), indent=2) + "\n", encoding="utf-8")
         serving.labels = tf.saved_model.Asset(str(labels_path))
+        serving.thresholds = tf.saved_model.Asset(str(thresholds_path))
         tf.saved_model.save(serving, str(out_dir), signatures={"serving_default": serve})

@@ -3,8 +3,10 @@ AIRFLOW_HOME (a fresh SQLite metadata DB) is set here, before any test module im
 
 from __future__ import annotations
 
+import atexit
 import csv
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,6 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_CSV = PROJECT_ROOT.parent / "shared" / "data" / "movies_metadata_head5000.csv"
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="airflow-home-"))
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 os.environ.update(
     {
         "AIRFLOW_HOME": str(_AIRFLOW_HOME),

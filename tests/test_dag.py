@@ -29,7 +29,9 @@ def test_stages_run_in_order(dag) -> None:
     for upstream, downstream in itertools.pairwise(STAGES):
         assert upstream in dag.get_task(downstream).upstream_task_ids, f"{upstream} must precede {downstream}"
     assert "embedding_module" in dag.get_task("train").upstream_task_ids
-    assert set(dag.task_ids) == {*STAGES, "embedding_module"}
+    assert set(dag.task_ids) == {*STAGES, "embedding_module", "report"}
+    assert dag.get_task("report").upstream_task_ids == {"gate"}
+    assert dag.get_task("report").trigger_rule == "all_done", "the report is written whatever the gate decided"
 
 
 def test_gates_do_not_retry(dag) -> None:

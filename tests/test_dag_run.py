@@ -88,6 +88,7 @@ def test_run_promotes_a_model_that_serves_raw_strings(dag, dirs, sample_csv: Pat
         "prepared/movies.parquet",
         "validation/data_docs/index.html",
         "metrics.json",
+        "report.html",
         "model/assets/labels.txt",
     ):
         assert (run_dir / artifact).exists(), artifact
@@ -125,6 +126,7 @@ def test_weekly_life_champion_challenger_and_rollback(dag, dirs, inbox, sample_c
     runs = sorted((dirs["artifacts"] / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
     gate = json.loads((runs[-1] / "metrics.json").read_text())["gate"]
     assert "worse than the champion (version 2" in gate["reason"]
+    assert "Model gate: FAILED" in (runs[-1] / "report.html").read_text()
     assert sorted(int(p.name) for p in served.iterdir() if p.name.isdigit()) == [1, 2]
     (alert,) = _alert_texts(inbox)
     assert "failed at the model gate" in alert and "worse than the champion (version 2" in alert

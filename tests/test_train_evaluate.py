@@ -47,24 +47,47 @@ def test_export_serves_raw_strings(trained: dict) -> None:
     assert probabilities.shape == (3, 9) and probabilities.dtype == np.float32
     assert np.all((probabilities >= 0) & (probabilities <= 1))
     assert (model_dir.parent / "training.json").is_file()
+    thresholds = json.loads((model_dir / "assets" / "thresholds.json").read_text())
+    assert set(thresholds) == set(DEFAULT_GENRES) and all(0 < t < 1 for t in thresholds.values())
+    assert trained["validation_rows"] > 0 and 1 <= trained["best_epoch"] <= trained["epochs_run"]
 
 
 def test_evaluate_writes_metrics(trained: dict, prepared_sample: Path, glove_module: str, cache, tmp_path) -> None:
-    summary = evaluate_model(
-        Path(trained["model_path"]), prepared_sample, tmp_path / "metrics.json", glove_module, cache
-    )
+    summary = evaluate_model(Path(trained["model_path"]), prepared_sample, tmp_path, glove_module, cache)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert 0.5 < summary["auc_micro"] <= 1 and metrics["auc_micro"] == summary["auc_micro"]
     assert metrics["embeddings"]["texts"] == summary["test_rows"]
     assert set(metrics["per_genre"]) == set(DEFAULT_GENRES)
-    assert {"precision", "recall", "f1", "support", "auc"} <= set(metrics["per_genre"]["Comedy"])
+    assert {"precision", "recall", "f1", "support", "auc", "tuned"} <= set(metrics["per_genre"]["Comedy"])
+    assert set(metrics["baselines"]) == {"tfidf_logreg", "embedding_logreg", "baseline_average"}
+    assert 0.5 < metrics["baselines"]["tfidf_logreg"]["auc_micro"] < 1
+    margin = metrics["margin_over_best_baseline"]
+    best = max(b["auc_micro"] for b in metrics["baselines"].values())
+    assert margin["auc_micro"] == pytest.approx(metrics["auc_micro"] - best)
+    with np.load(tmp_path / "predictions.npz") as predictions:
+        assert predictions["model"].shape == predictions["tfidf_logreg"].shape == (summary["test_rows"], 9)
+
+
+def test_report_opens_from_disk(trained: dict, prepared_sample: Path, glove_module: str, cache, tmp_path) -> None:
+    import shutil
+
+    from tasks.report import ARTICLE_DESCRIPTIONS, write_report
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(Path(trained["model_path"]), run_dir / "model")
+    evaluate_model(run_dir / "model", prepared_sample, run_dir, glove_module, cache)
+    page = Path(write_report(run_dir, tmp_path / "served")["path"]).read_text()
+    assert page.count("data:image/png;base64,") == 3, "ROC, precision-recall and version history plots"
+    assert "tfidf_logreg" in page and "The model beats the best baseline" in page
+    assert all(text[:40] in page for text in ARTICLE_DESCRIPTIONS)
+    assert "did not reach the model gate" in page
 
 
 def test_same_seed_same_model(prepared_sample: Path, glove_module: str, trained: dict, cache, tmp_path) -> None:
     from tasks.train import train_model
 
     again = train_model(prepared_sample, tmp_path / "model", _config(glove_module), cache)
-    assert again["final_loss"] == pytest.approx(trained["final_loss"], rel=1e-4)
+    assert again["validation_auc_micro"] == pytest.approx(trained["validation_auc_micro"], abs=1e-6)
     assert again["embeddings"]["computed"] == 0, "the second training reads every vector from the cache"
 
 
@@ -78,9 +101,10 @@ def test_stale_cache_is_caught_by_the_serving_parity_check(
 
     wrong = EmbeddingCache(tmp_path, "wrong")
     texts, _, _ = read_split(prepared_sample, "test")
+    texts += read_split(prepared_sample, "train")[0]
     wrong.add([text_key(t) for t in dict.fromkeys(texts)], np.ones((len(dict.fromkeys(texts)), 50), "float32"))
     with pytest.raises(ExportError, match="serving_default differs"):
-        evaluate_model(Path(trained["model_path"]), prepared_sample, tmp_path / "metrics.json", glove_module, wrong)
+        evaluate_model(Path(trained["model_path"]), prepared_sample, tmp_path, glove_module, wrong)
 
 
 def test_genre_without_positives_has_no_auc_and_no_crash() -> None:
