@@ -48,13 +48,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> None:
     if args.command == "predict":
-        from tasks.predict import predict_top_genres
+        from tasks.predict import predict_genres
 
-        results = predict_top_genres(args.descriptions, settings.served_model_dir, args.top)
-        for description, genres in zip(args.descriptions, results, strict=True):
+        predictions = predict_genres(args.descriptions, settings.served_model_dir, args.top)
+        for description, prediction in zip(args.descriptions, predictions, strict=True):
             print(description)
-            for genre, probability in genres:
+            for genre, probability in prediction.top:
                 print(f"  {genre}: {probability:.3f}")
+            print(f"  predicted genres: {', '.join(prediction.genres) or 'none above its threshold'}")
     elif args.command == "models":
         from tasks.rollback import list_models
 

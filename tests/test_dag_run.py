@@ -104,7 +104,8 @@ def test_run_promotes_a_model_that_serves_raw_strings(dag, dirs, sample_csv: Pat
         env={**os.environ, "GENRE_MODEL_DIR": str(dirs["models"])},
     ).stdout
     assert predicted.splitlines()[0] == "Aliens invade Earth and a soldier fights back."
-    assert len([line for line in predicted.splitlines() if line.startswith("  ")]) == 2
+    assert len([line for line in predicted.splitlines() if line.startswith("  ") and ": 0." in line]) == 2
+    assert predicted.splitlines()[3].startswith("  predicted genres: ")
 
 
 def test_weekly_life_champion_challenger_and_rollback(dag, dirs, inbox, sample_csv: Path, glove_module: str):
