@@ -48,10 +48,11 @@ def movie_genre_retrain() -> None:
     @task
     @stage
     def download() -> dict[str, Any]:
-        from tasks.download import download_dataset
+        from tasks.download import DownloadPolicy, download_dataset
 
         run = run_context()
-        return download_dataset(run.config.dataset_url, run.dir / "raw")
+        policy = DownloadPolicy(data_root=run.settings.data_root, max_bytes=run.config.max_download_bytes)
+        return download_dataset(run.config.dataset_url, run.dir / "raw", policy)
 
     @task
     @stage

@@ -42,14 +42,18 @@ class Settings:
     model_dir: Path
     artifacts_dir: Path
     dataset_url: str
+    data_root: Path  # a local dataset (path or file://) must lie below it
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        default_url = str(SHARED_SAMPLE_CSV) if SHARED_SAMPLE_CSV.is_file() else ""
+        shared = SHARED_SAMPLE_CSV.is_file()
         return cls(
             model_dir=Path(environ.get("GENRE_MODEL_DIR", "models")).resolve(),
             artifacts_dir=Path(environ.get("GENRE_ARTIFACTS_DIR", "artifacts")).resolve(),
-            dataset_url=environ.get("MOVIES_DATASET_URL", default_url),
+            dataset_url=environ.get("MOVIES_DATASET_URL", str(SHARED_SAMPLE_CSV) if shared else ""),
+            data_root=Path(
+                environ.get("GENRE_DATA_ROOT", SHARED_SAMPLE_CSV.parent if shared else PROJECT_ROOT / "data")
+            ).resolve(),
         )
 
     def run_dir(self, run_id: str) -> Path:
@@ -77,8 +81,17 @@ class Settings:
 PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "dataset_url": {
         "type": "string",
-        "description": "Where to download movies_metadata.csv: http(s)://, file:// or a local path. "
-        "Defaults to $MOVIES_DATASET_URL.",
+        "maxLength": 2048,
+        # http(s)://, file:// or a path; any other scheme (ftp:, gopher:, data:, ...) is refused.
+        "pattern": "^(https?://|file://|[^:]*$)",
+        "description": "Where to download movies_metadata.csv (plain or gzip): http(s)://, file:// or a local "
+        "path below $GENRE_DATA_ROOT. Defaults to $MOVIES_DATASET_URL.",
+    },
+    "max_download_bytes": {
+        "default": 1 << 30,
+        "type": "integer",
+        "minimum": 1,
+        "description": "Abort a download whose CSV (after decompression) is larger than this.",
     },
     "auc_threshold": {
         "default": 0.8,
@@ -183,6 +196,7 @@ class RunConfig:
     """One run's params, checked."""
 
     dataset_url: str
+    max_download_bytes: int
     auc_threshold: float
     max_auc_drop: float
     keep_versions: int

@@ -8,7 +8,12 @@ from tasks.errors import ConfigError
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(model_dir=tmp_path / "models", artifacts_dir=tmp_path / "artifacts", dataset_url="/data/m.csv")
+    return Settings(
+        model_dir=tmp_path / "models",
+        artifacts_dir=tmp_path / "artifacts",
+        dataset_url="/data/m.csv",
+        data_root=tmp_path,
+    )
 
 
 def test_defaults(settings: Settings) -> None:
@@ -33,6 +38,10 @@ def test_params_override_defaults(settings: Settings) -> None:
         ({"genres": []}, "genres"),
         ({"learning_rate": 0}, "learning_rate"),
         ({"no_such_param": 1}, "no_such_param"),
+        ({"dataset_url": "ftp://example.org/movies.csv"}, "dataset_url"),
+        ({"dataset_url": "gopher://127.0.0.1:6379/_FLUSHALL"}, "dataset_url"),
+        ({"max_download_bytes": 0}, "max_download_bytes"),
+        ({"test_fraction": 0.9}, "test_fraction"),
     ],
 )
 def test_bad_params_are_refused_by_name(settings: Settings, params: dict, named: str) -> None:
@@ -41,15 +50,21 @@ def test_bad_params_are_refused_by_name(settings: Settings, params: dict, named:
 
 
 def test_no_dataset_anywhere_is_a_clear_error(tmp_path: Path) -> None:
-    settings = Settings(model_dir=tmp_path, artifacts_dir=tmp_path, dataset_url="")
+    settings = Settings(model_dir=tmp_path, artifacts_dir=tmp_path, dataset_url="", data_root=tmp_path)
     with pytest.raises(ConfigError, match="MOVIES_DATASET_URL"):
         RunConfig.from_params({}, settings)
 
 
 def test_settings_from_environment(tmp_path: Path) -> None:
     settings = Settings.from_env(
-        {"GENRE_MODEL_DIR": str(tmp_path / "m"), "GENRE_ARTIFACTS_DIR": str(tmp_path / "a"), "MOVIES_DATASET_URL": "x"}
+        {
+            "GENRE_MODEL_DIR": str(tmp_path / "m"),
+            "GENRE_ARTIFACTS_DIR": str(tmp_path / "a"),
+            "MOVIES_DATASET_URL": "x",
+            "GENRE_DATA_ROOT": str(tmp_path / "d"),
+        }
     )
+    assert settings.data_root == tmp_path / "d"
     assert settings.served_model_dir == tmp_path / "m" / "movie_genre"
     assert settings.dataset_url == "x"
 

@@ -28,10 +28,11 @@ def dag(airflow_db: Path):
 
 
 @pytest.fixture
-def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+def dirs(tmp_path: Path, sample_csv: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     paths = {"models": tmp_path / "models", "artifacts": tmp_path / "artifacts"}
     monkeypatch.setenv("GENRE_MODEL_DIR", str(paths["models"]))
     monkeypatch.setenv("GENRE_ARTIFACTS_DIR", str(paths["artifacts"]))
+    monkeypatch.setenv("GENRE_DATA_ROOT", str(sample_csv.parent))
     return paths
 
 
