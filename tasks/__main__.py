@@ -3,7 +3,7 @@
 python -m tasks predict "a description" …     top genres from the served model
 python -m tasks models                        promoted versions, their metrics, which is served
 python -m tasks rollback --to N               re-publish version N as the newest
-python -m tasks build-embedding-module glove-6b-50d OUT_DIR
+python -m tasks build-embedding-module use-m3|glove-6b-50d OUT_DIR
 python -m tasks serving-check MODEL_DIR       call a SavedModel's signature in this process
 """
 
@@ -32,8 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     rollback.add_argument("--to", type=int, required=True, dest="version")
     rollback.add_argument("--reason", default="manual rollback from the command line")
     rollback.add_argument("--keep", type=int, default=PARAM_SCHEMAS["keep_versions"]["default"])
-    build = commands.add_parser("build-embedding-module", help="write the default TF Hub embedding module")
-    build.add_argument("module", choices=["glove-6b-50d"])
+    build = commands.add_parser(
+        "build-embedding-module", help="build one of the project's TF Hub text-embedding modules"
+    )
+    build.add_argument("module", choices=["use-m3", "glove-6b-50d"])
     build.add_argument("out_dir", type=Path)
     check = commands.add_parser("serving-check", help="call a SavedModel's serving signature on samples")
     check.add_argument("model_dir", type=Path)
@@ -72,9 +74,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         )
         print(f"version {result['rollback_of']} is now served as version {result['version']}")
     elif args.command == "build-embedding-module":
-        from tasks.embedding_module import build_glove_module
+        from tasks.embedding_module import build_module
 
-        print(build_glove_module(args.out_dir))
+        print(build_module(args.module, args.out_dir))
     else:
         from tasks.serving_check import check_in_this_process
 

@@ -141,11 +141,11 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "description": "Genres the model predicts, in output order.",
     },
     "epochs": {
-        "default": 30,
+        "default": 60,
         "type": "integer",
         "minimum": 1,
         "maximum": 500,
-        "description": "Training epochs.",
+        "description": "Most training epochs; early stopping on the validation split usually ends sooner.",
     },
     "batch_size": {
         "default": 64,
@@ -155,14 +155,14 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "description": "Training batch size.",
     },
     "hidden_units": {
-        "default": 128,
+        "default": 256,
         "type": "integer",
         "minimum": 1,
         "maximum": 4096,
         "description": "Width of the dense layer between the embedding and the outputs.",
     },
     "learning_rate": {
-        "default": 0.003,
+        "default": 0.001,
         "type": "number",
         "exclusiveMinimum": 0,
         "maximum": 1,

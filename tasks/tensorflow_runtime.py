@@ -1,7 +1,9 @@
 """Import TensorFlow the one way this project supports.
 
 `hub.KerasLayer` works with tf-keras (Keras 2) only; TF_USE_LEGACY_KERAS must be set before TensorFlow
-is first imported. Modules that need TensorFlow import it from here.
+is first imported. TensorFlow Text is imported for its ops: the USE module's graph tokenises with
+`SentencepieceOp`, which must be registered before such a SavedModel loads. Modules that need
+TensorFlow import it from here.
 """
 
 import os
@@ -11,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep INFO noise about CPU 
 
 import tensorflow as tf
 import tensorflow_hub as hub
+import tensorflow_text  # noqa: F401  (registers the SentencePiece ops the USE module uses)
 import tf_keras
 
 __all__ = ["hub", "tf", "tf_keras"]

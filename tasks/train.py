@@ -41,6 +41,7 @@ LABELS_FILE = "labels.txt"
 THRESHOLDS_FILE = "thresholds.json"
 SIGNATURE_INPUT = "descriptions"
 SIGNATURE_OUTPUT = "probabilities"
+WIDE_INPUT_SCALE = 20.0  # measured on the shared sample: 10 → 0.8907, 20 → 0.8910, 30 → 0.8903
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,9 @@ class TrainConfig:
     learning_rate: float
     seed: int
     wide: bool = True
-    dropout: float = 0.2
+    dropout: float = 0.5
     vocabulary_size: int = 20_000
-    patience: int = 5
+    patience: int = 8
 
 
 def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: EmbeddingCache) -> dict[str, Any]:
@@ -126,9 +127,10 @@ def build_head(config: TrainConfig, dimensions: int, n_genres: int, train_texts:
             max_tokens=config.vocabulary_size, ngrams=2, output_mode="tf_idf", name="tfidf"
         )
         vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts).batch(256))
-        wide_logits = tf_keras.layers.Dense(
-            n_genres, kernel_regularizer=tf_keras.regularizers.L2(1e-2), name="wide_logits"
-        )(vectorizer(text))
+        tfidf = tf_keras.layers.UnitNormalization(name="tfidf_l2")(vectorizer(text))
+        # Scaled up so the linear wide weights reach logistic-regression size in a few epochs of Adam.
+        tfidf = tf_keras.layers.Rescaling(WIDE_INPUT_SCALE, name="tfidf_scaled")(tfidf)
+        wide_logits = tf_keras.layers.Dense(n_genres, name="wide_logits")(tfidf)
         logits = tf_keras.layers.Add(name="logits")([logits, wide_logits])
     probabilities = tf_keras.layers.Activation("sigmoid", name=SIGNATURE_OUTPUT)(logits)
     head = tf_keras.Model({"text": text, "embedding": embedding}, probabilities, name="genre_head")

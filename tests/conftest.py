@@ -70,9 +70,9 @@ def prepared_sample(sample_csv: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="session")
 def glove_module(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from tasks.embedding_module import ensure_default_module
+    from tasks.embedding_module import GLOVE_MODULE, ensure_module
 
-    return ensure_default_module(tmp_path_factory.mktemp("modules"))["path"]
+    return ensure_module(GLOVE_MODULE, tmp_path_factory.mktemp("modules"))["path"]
 
 
 @pytest.fixture(scope="session")

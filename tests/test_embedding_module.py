@@ -38,10 +38,19 @@ def test_similar_descriptions_are_closer(glove_module: str) -> None:
 
 
 def test_is_built_once_and_cached(glove_module: str) -> None:
-    from tasks.embedding_module import ensure_default_module
+    from tasks.embedding_module import GLOVE_MODULE, ensure_module
 
     before = os.stat(Path(glove_module) / "saved_model.pb").st_mtime_ns
-    info = ensure_default_module(Path(glove_module).parent)
+    info = ensure_module(GLOVE_MODULE, Path(glove_module).parent)
     assert info["path"] == glove_module
     assert os.stat(Path(glove_module) / "saved_model.pb").st_mtime_ns == before
     assert len(info["fingerprint"]) == 64 and info["vocabulary_size"] == 100_000
+
+
+def test_cli_builds_a_module_into_the_given_folder(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "glove"
+    subprocess.run([sys.executable, "-m", "tasks", "build-embedding-module", "glove-6b-50d", str(out)], check=True)
+    assert (out / "saved_model.pb").is_file() and (out / "module_info.json").is_file()
