@@ -14,7 +14,7 @@ export GENRE_MODEL_DIR ?= $(ROOT)/models
 export GENRE_ARTIFACTS_DIR ?= $(ROOT)/artifacts
 export GX_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv run test lint clean
+.PHONY: venv run test bench clean system-deps
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,13 +30,23 @@ run: venv
 	$(BIN)/airflow db migrate > /dev/null
 	$(BIN)/airflow dags test movie_genre_retrain --conf '$(or $(CONF),{})'
 	$(BIN)/python -m tasks predict \
-	  "A look at the food we eat and the way it is produced." \
-	  "An eighth-grader tries to survive the last week of middle school." \
-	  "An IMF agent and his team go on a mission to stop a rogue organization."
+	  "An examination of our dietary choices and the food we put in our bodies. Based on Jonathan Safran Foer's memoir." \
+	  "A teenager tries to survive the last week of her disastrous eighth-grade year before leaving to start high school." \
+	  "Ethan Hunt and his IMF team, along with some familiar allies, race against time after a mission gone wrong."
 
-test: venv
+# Debian packages the deployment tests need: the docker-compose validator and headless Chromium.
+system-deps:
+	@command -v docker-compose >/dev/null 2>&1 && test -x /usr/bin/chromium || \
+	  { apt-get update -q && apt-get install -y -q docker-compose chromium; }
+
+test: venv system-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# Benchmarks (not tests): embedding throughput TF vs numpy, cold vs warm retrain on the shared sample.
+bench: venv
+	$(BIN)/python bench/bench_embedding.py
+	$(BIN)/python bench/bench_retrain.py
 
 clean:
 	rm -rf $(VENV) .airflow artifacts models

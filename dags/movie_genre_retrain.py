@@ -1,7 +1,8 @@
 """Weekly retrain of the movie-genre classifier.
 
-download → prepare → validate (data gate) → embed → train → evaluate → gate (model gate)
-→ serving_check → promote; report (report.html) runs after the gate whatever it decided.
+download → prepare → validate (data gate) → embed → train (one mapped task per candidate
+configuration) → select_model (best on validation) → evaluate → gate (model gate) → serving_check →
+promote; report (report.html) runs after the gate whatever it decided.
 
 `embedding_module` (the project's own module, built once and cached, unless a module is given) feeds
 embed, train and evaluate. Wiring only: each task calls one stage function from `tasks/`, which imports
@@ -87,20 +88,30 @@ def movie_genre_retrain() -> None:
         return embed_dataset(Path(prepared["path"]), embedding["path"], run.embedding_cache(embedding))
 
     @task
+    def candidates() -> list[dict[str, Any]]:
+        return [{"index": i, **overrides} for i, overrides in enumerate(run_context().config.candidates)]
+
+    @task
     @stage
-    def train(prepared: dict[str, Any], embedding: dict[str, Any]) -> dict[str, Any]:
-        from tasks.train import TrainConfig, train_model
+    def train(candidate: dict[str, Any], prepared: dict[str, Any], embedding: dict[str, Any]) -> dict[str, Any]:
+        from tasks.train import train_candidate
 
         run = run_context()
-        train_config = TrainConfig(
-            embedding_module=embedding["path"],
-            epochs=run.config.epochs,
-            batch_size=run.config.batch_size,
-            hidden_units=run.config.hidden_units,
-            learning_rate=run.config.learning_rate,
-            seed=run.config.seed,
+        return train_candidate(
+            Path(prepared["path"]),
+            run.dir / "candidates",
+            run.config,
+            candidate,
+            embedding["path"],
+            run.embedding_cache(embedding),
         )
-        return train_model(Path(prepared["path"]), run.dir / "model", train_config, run.embedding_cache(embedding))
+
+    @task
+    @stage
+    def select_model(trained: list[dict[str, Any]]) -> dict[str, Any]:
+        from tasks.train import best_candidate
+
+        return best_candidate(list(trained))
 
     @task
     @stage
@@ -133,11 +144,12 @@ def movie_genre_retrain() -> None:
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     @stage
-    def report() -> dict[str, Any]:
+    def report(selected: dict[str, Any] | None) -> dict[str, Any]:
         from tasks.report import write_report
 
         run = run_context()
-        return write_report(run.dir, run.settings.served_model_dir)
+        model_dir = Path(selected["model_path"]) if selected else None
+        return write_report(run.dir, model_dir, run.settings.served_model_dir)
 
     @task(retries=0)
     @stage
@@ -167,11 +179,12 @@ def movie_genre_retrain() -> None:
     prepared = prepare(downloaded)
     validated = validate(prepared)
     embedded = embed(prepared, embedding)
-    trained = train(prepared, embedding)
-    validated >> embedded >> trained
+    trained_candidates = train.partial(prepared=prepared, embedding=embedding).expand(candidate=candidates())
+    validated >> embedded >> trained_candidates
+    trained = select_model(trained_candidates)
     evaluation = evaluate(trained, prepared, embedding)
     decision = gate(evaluation, prepared)
-    decision >> report()
+    decision >> report(trained)
     checked = serving_check(trained)
     decision >> checked
     stages = {

@@ -175,6 +175,24 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "maximum": 0.5,
         "description": "Share of movies in the test split (chosen by a stable hash of the movie id).",
     },
+    "candidates": {
+        "default": [{"wide": True}, {"wide": False}],
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 8,
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "wide": {"type": "boolean"},
+                "hidden_units": {"type": "integer", "minimum": 1, "maximum": 4096},
+                "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                "dropout": {"type": "number", "minimum": 0, "maximum": 0.9},
+            },
+        },
+        "description": "Model configurations trained side by side (each overrides the training params above); "
+        "the best on the validation split goes to the model gate. wide: add the TF-IDF branch.",
+    },
     "validation_fraction": {
         "default": 0.1,
         "type": "number",
@@ -208,6 +226,7 @@ class RunConfig:
     batch_size: int
     hidden_units: int
     learning_rate: float
+    candidates: tuple[dict[str, Any], ...]
     test_fraction: float
     validation_fraction: float
     seed: int
@@ -231,4 +250,5 @@ class RunConfig:
         if not values["dataset_url"]:
             raise ConfigError("no dataset: pass the dataset_url param or set MOVIES_DATASET_URL")
         values["genres"] = tuple(values["genres"])
+        values["candidates"] = tuple(values["candidates"])
         return cls(**{f.name: values[f.name] for f in fields(cls)})

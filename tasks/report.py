@@ -32,22 +32,23 @@ ARTICLE_DESCRIPTIONS = (
 )
 
 
-def write_report(run_dir: Path, served_dir: Path) -> dict[str, Any]:
-    """Build `run_dir/report.html` from the run's metrics, predictions and model, and the served history."""
+def write_report(run_dir: Path, model_dir: Path | None, served_dir: Path) -> dict[str, Any]:
+    """Build `run_dir/report.html` from the run's metrics, predictions and model, and the served history.
+    A run that stopped before evaluation (no model or no metrics) has nothing to report."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: render to PNG only
 
     from tasks.evaluate import predict_probabilities
 
-    if not (run_dir / "metrics.json").is_file():
+    if model_dir is None or not (run_dir / "metrics.json").is_file():
         return {"path": None, "note": "no report: the run stopped before evaluation"}
     metrics = read_json(run_dir / "metrics.json")
     with np.load(run_dir / "predictions.npz", allow_pickle=False) as data:
         predictions = {name: data[name] for name in data.files}
     genres = [str(g) for g in predictions.pop("genres")]
     labels = predictions.pop("labels")
-    samples = predict_probabilities(run_dir / "model", list(ARTICLE_DESCRIPTIONS))
+    samples = predict_probabilities(model_dir, list(ARTICLE_DESCRIPTIONS))
     sections = [
         _decision_section(metrics.get("gate")),
         _metrics_table(metrics, genres),

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from tasks.artifacts import atomic_dir, write_json
+from tasks.config import RunConfig
 from tasks.embed import ModuleEmbedder
 from tasks.embedding_cache import EmbeddingCache, embed_with_cache
 from tasks.evaluate import tune_thresholds
@@ -103,6 +104,36 @@ def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: E
     }
     write_json(out_dir.parent / "training.json", summary)
     return {key: value for key, value in summary.items() if key != "history"}
+
+
+def train_candidate(
+    prepared_dir: Path,
+    candidates_dir: Path,
+    run_config: RunConfig,
+    candidate: Mapping[str, Any],
+    embedding_module: str,
+    cache: EmbeddingCache,
+) -> dict[str, Any]:
+    """Train one candidate: the run's training params with the candidate's overrides."""
+    base = {
+        "embedding_module": embedding_module,
+        "epochs": run_config.epochs,
+        "batch_size": run_config.batch_size,
+        "hidden_units": run_config.hidden_units,
+        "learning_rate": run_config.learning_rate,
+        "seed": run_config.seed,
+    }
+    config = TrainConfig(**(base | {key: value for key, value in candidate.items() if key != "index"}))
+    summary = train_model(prepared_dir, candidates_dir / str(candidate["index"]) / "model", config, cache)
+    return {**summary, "candidate": dict(candidate)}
+
+
+def best_candidate(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The candidate with the best validation micro-AUC (the test split stays unseen until evaluation)."""
+    best = max(summaries, key=lambda summary: summary["validation_auc_micro"])
+    ranking = [{"candidate": s["candidate"], "validation_auc_micro": s["validation_auc_micro"]} for s in summaries]
+    log.info("selected candidate %s of %s", best["candidate"], ranking)
+    return {**best, "candidates": ranking}
 
 
 def _dataset(

@@ -13,7 +13,18 @@ import pytest
 from tests.conftest import PROJECT_ROOT
 
 DAG_ID = "movie_genre_retrain"
-STAGES = ["download", "prepare", "validate", "embed", "train", "evaluate", "gate", "serving_check", "promote"]
+STAGES = [
+    "download",
+    "prepare",
+    "validate",
+    "embed",
+    "train",
+    "select_model",
+    "evaluate",
+    "gate",
+    "serving_check",
+    "promote",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +40,8 @@ def test_stages_run_in_order(dag) -> None:
     for upstream, downstream in itertools.pairwise(STAGES):
         assert upstream in dag.get_task(downstream).upstream_task_ids, f"{upstream} must precede {downstream}"
     assert "embedding_module" in dag.get_task("train").upstream_task_ids
-    assert set(dag.task_ids) == {*STAGES, "embedding_module", "report"}
-    assert dag.get_task("report").upstream_task_ids == {"gate"}
+    assert set(dag.task_ids) == {*STAGES, "embedding_module", "candidates", "report"}
+    assert dag.get_task("report").upstream_task_ids == {"gate", "select_model"}
     assert dag.get_task("report").trigger_rule == "all_done", "the report is written whatever the gate decided"
 
 

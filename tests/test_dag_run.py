@@ -61,11 +61,12 @@ def _run(dag, conf: dict) -> dict[str, str]:
 
 
 def _quick(sample_csv: Path, **overrides: object) -> dict:
-    return {"dataset_url": str(sample_csv), "min_rows": 200, "epochs": 5, "auc_threshold": 0.5, **overrides}
+    conf = {"dataset_url": str(sample_csv), "min_rows": 200, "epochs": 5, "auc_threshold": 0.5}
+    return {**conf, "candidates": [{"wide": True}], **overrides}
 
 
 def test_run_promotes_a_model_that_serves_raw_strings(dag, dirs, sample_csv: Path) -> None:
-    states = _run(dag, _quick(sample_csv))
+    states = _run(dag, _quick(sample_csv, candidates=[{"wide": True}, {"wide": False, "hidden_units": 64}]))
     assert states["run"] == "success", states
     version_dir = dirs["models"] / "movie_genre" / "1"
     assert (version_dir / "saved_model.pb").is_file()
@@ -74,6 +75,9 @@ def test_run_promotes_a_model_that_serves_raw_strings(dag, dirs, sample_csv: Pat
     assert manifest["metrics"]["auc_micro"] >= 0.5 and manifest["packages"]["tensorflow"]
     assert "judged on the threshold alone" in manifest["champion_comparison"]["reason"]
     assert set(manifest["timings"]) >= {"download", "train", "serving_check"}
+    selected = manifest["stages"]["train"]
+    assert len(selected["candidates"]) == 2, "both candidates trained, the best on validation carried on"
+    assert selected["validation_auc_micro"] == max(c["validation_auc_micro"] for c in selected["candidates"])
     assert Path(manifest["embedding_module"]["path"]).is_relative_to(dirs["artifacts"]), "default module built"
 
     from tasks.tensorflow_runtime import tf
@@ -90,11 +94,12 @@ def test_run_promotes_a_model_that_serves_raw_strings(dag, dirs, sample_csv: Pat
         "validation/data_docs/index.html",
         "metrics.json",
         "report.html",
-        "model/assets/labels.txt",
+        "candidates/0/model/assets/labels.txt",
+        "candidates/1/model/assets/labels.txt",
     ):
         assert (run_dir / artifact).exists(), artifact
 
-    training = json.loads((run_dir / "training.json").read_text())
+    training = json.loads((run_dir / "candidates" / "0" / "training.json").read_text())
     assert training["embeddings"]["computed"] == 0, "train reads the vectors the embed task cached"
 
     predicted = subprocess.run(

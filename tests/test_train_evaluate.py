@@ -76,7 +76,7 @@ def test_report_opens_from_disk(trained: dict, prepared_sample: Path, glove_modu
     run_dir = tmp_path / "run"
     shutil.copytree(Path(trained["model_path"]), run_dir / "model")
     evaluate_model(run_dir / "model", prepared_sample, run_dir, glove_module, cache)
-    page = Path(write_report(run_dir, tmp_path / "served")["path"]).read_text()
+    page = Path(write_report(run_dir, run_dir / "model", tmp_path / "served")["path"]).read_text()
     assert page.count("data:image/png;base64,") == 3, "ROC, precision-recall and version history plots"
     assert "tfidf_logreg" in page and "The model beats the best baseline" in page
     assert all(text[:40] in page for text in ARTICLE_DESCRIPTIONS)
@@ -115,3 +115,25 @@ def test_genre_without_positives_has_no_auc_and_no_crash() -> None:
     assert metrics["genres_without_auc"] == ["Documentary"]
     assert metrics["auc_macro"] == pytest.approx(1.0)
     assert metrics["per_genre"]["Comedy"]["precision"] == 1.0
+
+
+def test_candidate_overrides_the_run_params(prepared_sample: Path, glove_module: str, cache, tmp_path) -> None:
+    from tasks.config import RunConfig, Settings
+    from tasks.train import best_candidate, train_candidate
+
+    settings = Settings(model_dir=tmp_path, artifacts_dir=tmp_path, dataset_url="x", data_root=tmp_path)
+    run_config = RunConfig.from_params({"epochs": 2}, settings)
+    summaries = [
+        train_candidate(prepared_sample, tmp_path, run_config, {"index": i, **overrides}, glove_module, cache)
+        for i, overrides in enumerate([{"wide": False, "hidden_units": 8}, {"hidden_units": 32, "dropout": 0.1}])
+    ]
+    assert [Path(s["model_path"]) for s in summaries] == [tmp_path / "0" / "model", tmp_path / "1" / "model"]
+    best = best_candidate(summaries)
+    assert best["validation_auc_micro"] == max(s["validation_auc_micro"] for s in summaries)
+    assert [c["candidate"]["index"] for c in best["candidates"]] == [0, 1]
+
+
+def test_report_of_a_run_that_stopped_early(tmp_path: Path) -> None:
+    from tasks.report import write_report
+
+    assert write_report(tmp_path, None, tmp_path / "served")["path"] is None
