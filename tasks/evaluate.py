@@ -50,8 +50,9 @@ def evaluate_model(
     if not texts:
         raise ValueError(f"no test rows in {prepared_dir}")
     embedder = ModuleEmbedder(embedding_module)
-    vectors, embedding_stats = embed_with_cache(texts, embedder, cache)
-    train_vectors, _ = embed_with_cache(train_texts, embedder, cache)
+    # One pass over the cache (it reads every shard) for both splits.
+    both, embedding_stats = embed_with_cache([*texts, *train_texts], embedder, cache)
+    vectors, train_vectors = both[: len(texts)], both[len(texts) :]
     exported = tf.saved_model.load(str(model_dir))
     probabilities = np.concatenate(
         [

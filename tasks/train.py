@@ -69,8 +69,9 @@ def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: E
         raise ValueError(
             f"{prepared_dir} needs train and validation rows, has {len(train_texts)} and {len(valid_texts)}"
         )
-    train_vectors, embedding_stats = embed_with_cache(train_texts, embedder, cache)
-    valid_vectors, _ = embed_with_cache(valid_texts, embedder, cache)
+    # One pass over the cache (it reads every shard) for both splits.
+    both, embedding_stats = embed_with_cache([*train_texts, *valid_texts], embedder, cache)
+    train_vectors, valid_vectors = both[: len(train_texts)], both[len(train_texts) :]
     tf_keras.utils.set_random_seed(config.seed)
     head = build_head(config, train_vectors.shape[1], len(genres), train_texts)
     history = head.fit(

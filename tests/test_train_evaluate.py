@@ -56,7 +56,10 @@ def test_evaluate_writes_metrics(trained: dict, prepared_sample: Path, glove_mod
     summary = evaluate_model(Path(trained["model_path"]), prepared_sample, tmp_path, glove_module, cache)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert 0.5 < summary["auc_micro"] <= 1 and metrics["auc_micro"] == summary["auc_micro"]
-    assert metrics["embeddings"]["texts"] == summary["test_rows"]
+    from tasks.prepare import read_split
+
+    train_rows = len(read_split(prepared_sample, "train")[0])
+    assert metrics["embeddings"]["texts"] == summary["test_rows"] + train_rows, "test and train vectors, one pass"
     assert set(metrics["per_genre"]) == set(DEFAULT_GENRES)
     assert {"precision", "recall", "f1", "support", "auc", "tuned"} <= set(metrics["per_genre"]["Comedy"])
     assert set(metrics["baselines"]) == {"tfidf_logreg", "embedding_logreg", "baseline_average"}
