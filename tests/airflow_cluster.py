@@ -31,6 +31,8 @@ from typing import Any
 import psutil
 import requests
 
+from tests.servers import free_port
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres"}
@@ -52,12 +54,6 @@ class ClusterError(RuntimeError):
 def worker_hostname() -> str:
     """`[core] hostname_callable` of the test workers: each reports its own name, not the machine's."""
     return os.environ.get(WORKER_NAME_ENV) or socket.getfqdn()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(
