@@ -5,7 +5,7 @@ for good (after its retries). It names the DAG, the run, the failed gate or task
 exception text) and the run's artifact folder, then sends that through each configured channel:
 
 - e-mail through `SmtpNotifier`, when the `smtp_default` connection exists and `GENRE_ALERT_EMAILS`
-  (comma-separated) names recipients; the sender is `GENRE_ALERT_FROM`;
+  (comma-separated, read by `tasks.config.Settings`) names recipients; the sender is `GENRE_ALERT_FROM`;
 - Slack through `SlackWebhookNotifier`, when the `slack_webhook` connection exists.
 
 Without a channel the alert is logged (WARNING). The callback never raises: a broken mail server must
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,6 @@ log = logging.getLogger(__name__)
 
 SMTP_CONN_ID = "smtp_default"
 SLACK_CONN_ID = "slack_webhook"
-DEFAULT_SENDER = "movie-genre-retrain@localhost"
 # Tasks that are gates or checks get their own name in an alert; any other task is "task <id>".
 STEP_NAMES = {"validate": "data gate", "gate": "model gate", "serving_check": "serving check"}
 # Artifacts an alert points to when the run wrote them, relative to the run's artifact folder.
@@ -112,16 +110,6 @@ def slack_text(alert: Alert) -> str:
     return f"*{escape(alert.subject)}*\n```\n{body}```"
 
 
-def alert_recipients(environ: Mapping[str, str] = os.environ) -> list[str]:
-    """E-mail recipients from GENRE_ALERT_EMAILS (comma-separated); empty when unset."""
-    return [address.strip() for address in environ.get("GENRE_ALERT_EMAILS", "").split(",") if address.strip()]
-
-
-def alert_sender(environ: Mapping[str, str] = os.environ) -> str:
-    """The From address: GENRE_ALERT_FROM, or movie-genre-retrain@localhost."""
-    return environ.get("GENRE_ALERT_FROM", "").strip() or DEFAULT_SENDER
-
-
 def alert_from_context(context: Mapping[str, Any]) -> Alert:
     """Build the alert from an Airflow task context (a mapping; no Airflow import needed)."""
     from tasks.config import Settings
@@ -170,7 +158,10 @@ def notify_failure(context: Mapping[str, Any]) -> None:
         log.exception("could not build the failure alert")
         return
     sent: list[str] = []
-    recipients = alert_recipients()
+    from tasks.config import Settings
+
+    settings = Settings.from_env()
+    recipients = list(settings.alert_emails)
     if recipients and _connection_exists(SMTP_CONN_ID):
         try:
             from airflow.providers.smtp.notifications.smtp import SmtpNotifier
@@ -178,7 +169,7 @@ def notify_failure(context: Mapping[str, Any]) -> None:
             # notify(), not __call__: __call__ would render the exception text as a Jinja template.
             SmtpNotifier(
                 to=recipients,
-                from_email=alert_sender(),
+                from_email=settings.alert_sender,
                 subject=alert.subject,
                 html_content=email_html(alert),
                 smtp_conn_id=SMTP_CONN_ID,

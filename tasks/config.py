@@ -22,6 +22,7 @@ EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 # The real first 5,000 rows of movies_metadata.csv, beside the project checkout (never inside it).
 SHARED_SAMPLE_CSV = PROJECT_ROOT.parent / "shared" / "data" / "movies_metadata_head5000.csv"
 
+DEFAULT_ALERT_SENDER = "movie-genre-retrain@localhost"
 DEFAULT_GENRES = (
     "Comedy",
     "Thriller",
@@ -43,6 +44,8 @@ class Settings:
     artifacts_dir: Path
     dataset_url: str
     data_root: Path  # a local dataset (path or file://) must lie below it
+    alert_emails: tuple[str, ...] = ()  # failure alert recipients (with the smtp_default connection)
+    alert_sender: str = DEFAULT_ALERT_SENDER
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -54,6 +57,8 @@ class Settings:
             data_root=Path(
                 environ.get("GENRE_DATA_ROOT", SHARED_SAMPLE_CSV.parent if shared else PROJECT_ROOT / "data")
             ).resolve(),
+            alert_emails=tuple(a.strip() for a in environ.get("GENRE_ALERT_EMAILS", "").split(",") if a.strip()),
+            alert_sender=environ.get("GENRE_ALERT_FROM", "").strip() or DEFAULT_ALERT_SENDER,
         )
 
     def run_dir(self, run_id: str) -> Path:

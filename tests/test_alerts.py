@@ -14,12 +14,9 @@ from pathlib import Path
 import pytest
 
 from tasks.alerts import (
-    DEFAULT_SENDER,
     MAX_REASON_CHARS,
     Alert,
     alert_from_context,
-    alert_recipients,
-    alert_sender,
     artifact_paths,
     build_alert,
     describe_error,
@@ -135,10 +132,11 @@ def test_email_and_slack_rendering_escape_markup() -> None:
 
 
 def test_recipients_and_sender_from_environment() -> None:
-    assert alert_recipients({}) == []
-    assert alert_recipients({"GENRE_ALERT_EMAILS": " a@x.org, ,b@y.org ,"}) == ["a@x.org", "b@y.org"]
-    assert alert_sender({}) == DEFAULT_SENDER == "movie-genre-retrain@localhost"
-    assert alert_sender({"GENRE_ALERT_FROM": "ml@x.org"}) == "ml@x.org"
+    assert Settings.from_env({}).alert_emails == ()
+    emails = Settings.from_env({"GENRE_ALERT_EMAILS": " a@x.org, ,b@y.org ,"}).alert_emails
+    assert emails == ("a@x.org", "b@y.org")
+    assert Settings.from_env({}).alert_sender == "movie-genre-retrain@localhost"
+    assert Settings.from_env({"GENRE_ALERT_FROM": "ml@x.org"}).alert_sender == "ml@x.org"
 
 
 def test_notify_failure_never_raises_on_a_bad_context() -> None:
