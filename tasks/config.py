@@ -82,13 +82,16 @@ class Settings:
         return self.model_dir / MODEL_NAME
 
 
+# A JSON-schema pattern prefix: no ".." path segment and no control character anywhere in the value.
+NO_DOT_DOT = r"^(?!.*(^|[/\\])\.\.([/\\]|$))(?!.*[\x00-\x1f\x7f])"
+
 # JSON schema of each run param, with its default and the description the trigger form shows.
 PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "dataset_url": {
         "type": "string",
         "maxLength": 2048,
         # http(s)://, file:// or a path; any other scheme (ftp:, gopher:, data:, ...) is refused.
-        "pattern": "^(https?://|file://|[^:]*$)",
+        "pattern": NO_DOT_DOT + "(https?://|file://|[^:]*$)",
         "description": "Where to download movies_metadata.csv (plain or gzip): http(s)://, file:// or a local "
         "path below $GENRE_DATA_ROOT. Defaults to $MOVIES_DATASET_URL.",
     },
@@ -134,14 +137,26 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "embedding_module": {
         "default": "",
         "type": "string",
+        "maxLength": 2048,
+        # http(s):// or a path without ".." segments or control characters; no other scheme.
+        "pattern": NO_DOT_DOT + r"(https?://|[^:]*$)",
         "description": "TF Hub text-embedding module: a handle or a local SavedModel folder. "
         "Empty: the project's own module, built locally once.",
     },
     "genres": {
         "default": list(DEFAULT_GENRES),
         "type": "array",
-        "items": {"type": "string", "minLength": 1},
+        # A genre names a Parquet column and a line of labels.txt: no control characters, no path
+        # separators, not one of the other columns.
+        "items": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 100,
+            "pattern": r"^[^\x00-\x1f\x7f/\\]+$",
+            "not": {"enum": ["id", "overview", "split"]},
+        },
         "minItems": 1,
+        "maxItems": 100,
         "uniqueItems": True,
         "description": "Genres the model predicts, in output order.",
     },

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import uuid
 import zipfile
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.artifacts import atomic_path
+from tasks.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +37,21 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
+# A module fingerprint names a folder: one path component, no "." or ".." (it may come from a
+# module_info.json inside a module folder named by a run param).
+FINGERPRINT = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._-]{0,199}")
+
+
 @dataclass(frozen=True)
 class EmbeddingCache:
     root: Path
     module_fingerprint: str
+
+    def __post_init__(self) -> None:
+        if not FINGERPRINT.fullmatch(self.module_fingerprint) or ".." in self.module_fingerprint:
+            raise ConfigError(
+                f"embedding module fingerprint {self.module_fingerprint[:80]!r} is not a safe folder name"
+            )
 
     @property
     def folder(self) -> Path:

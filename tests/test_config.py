@@ -42,6 +42,24 @@ def test_params_override_defaults(settings: Settings) -> None:
         ({"dataset_url": "gopher://127.0.0.1:6379/_FLUSHALL"}, "dataset_url"),
         ({"max_download_bytes": 0}, "max_download_bytes"),
         ({"test_fraction": 0.9}, "test_fraction"),
+        ({"dataset_url": "data:text/csv,id,overview,genres"}, "dataset_url"),
+        ({"dataset_url": "/data/../etc/passwd"}, "dataset_url"),
+        ({"dataset_url": "file:///data/../../etc/passwd"}, "dataset_url"),
+        ({"dataset_url": "movies.csv\n../../etc/passwd"}, "dataset_url"),
+        ({"embedding_module": "../../../../tmp/evil_module"}, "embedding_module"),
+        ({"embedding_module": "/models/use/../../tmp/evil"}, "embedding_module"),
+        ({"embedding_module": "gs://bucket/module"}, "embedding_module"),
+        ({"genres": ["Comedy", "../../etc"]}, "genres"),
+        ({"genres": ["Comedy", "Horror\nDrama"]}, "genres"),
+        ({"genres": ["Comedy", "overview"]}, "genres"),
+        ({"genres": ["Comedy", "Comedy"]}, "genres"),
+        ({"keep_versions": 0}, "keep_versions"),
+        ({"keep_versions": -3}, "keep_versions"),
+        ({"min_rows": -1}, "min_rows"),
+        ({"max_auc_drop": -0.5}, "max_auc_drop"),
+        ({"epochs": 10**9}, "epochs"),
+        ({"seed": -1}, "seed"),
+        ({"candidates": [{"wide": True, "exec": "rm -rf /"}]}, "candidates"),
     ],
 )
 def test_bad_params_are_refused_by_name(settings: Settings, params: dict, named: str) -> None:
@@ -73,3 +91,16 @@ def test_run_dir_is_a_safe_folder_name(settings: Settings) -> None:
     run_dir = settings.run_dir("manual__2026-11-23T20:00:00+00:00/../../etc")
     assert run_dir.parent == settings.artifacts_dir / "runs"
     assert run_dir.name not in ("", ".", "..")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("embedding_module", "https://tfhub.dev/google/universal-sentence-encoder/4"),
+        ("embedding_module", "/srv/modules/glove..v2/module"),
+        ("dataset_url", "https://example.org/movies_metadata.csv.gz"),
+        ("genres", ["Science Fiction", "TV Movie"]),
+    ],
+)
+def test_ordinary_values_still_pass(settings: Settings, name: str, value: object) -> None:
+    assert getattr(RunConfig.from_params({name: value}, settings), name) in (value, tuple(value))

@@ -157,3 +157,89 @@ def test_a_new_download_replaces_the_old_one_whole(server: str, tmp_path: Path, 
     download_dataset(f"{server}/movies.csv", tmp_path, policy)
     assert (tmp_path / RAW_FILE_NAME).read_bytes() == CSV_BODY
     assert sorted(p.name for p in tmp_path.iterdir()) == [RAW_FILE_NAME]
+
+
+class _RawServer:
+    """A TCP server on loopback that answers each connection with `reply(sock)`: for faults the HTTP
+    server above cannot produce (a reset in the middle of the body, a server that stops talking)."""
+
+    def __init__(self, reply) -> None:
+        import socket
+
+        self.reply = reply
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)  # the request
+                self.reply(conn, self.stop)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        self.sock.close()
+
+
+def _reset_mid_body(conn, stop) -> None:
+    import socket
+    import struct
+
+    body = CSV_BODY * 200
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: %d\r\n\r\n" % len(body))
+    conn.sendall(body[: len(body) // 2])
+    # SO_LINGER 0: close() sends a TCP RST instead of FIN, as a dropped connection does.
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def _stall_after_headers(conn, stop) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: 1000\r\n\r\nid,overview,genres\n")
+    stop.wait(30)  # then says nothing more until the test ends
+
+
+def _stall_before_answering(conn, stop) -> None:
+    stop.wait(30)
+
+
+@pytest.mark.parametrize(
+    ("reply", "transient"),
+    [
+        (_reset_mid_body, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)),
+        (_stall_after_headers, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)),
+        (_stall_before_answering, (requests.Timeout,)),
+    ],
+    ids=["connection_reset_mid_body", "timeout_mid_body", "timeout_before_headers"],
+)
+def test_dropped_or_silent_connections_are_left_to_retries_and_leave_no_file(tmp_path: Path, reply, transient) -> None:
+    out = tmp_path / "out"
+    policy = DownloadPolicy(data_root=tmp_path, max_bytes=1 << 20, timeout_seconds=0.5)
+    with _RawServer(reply) as url, pytest.raises(transient) as raised:
+        download_dataset(f"{url}/movies.csv", out, policy)
+    assert not isinstance(raised.value, PermanentError), "a network fault is retried, not a permanent failure"
+    assert list(out.iterdir()) == [], "the partial body is not kept under any name"
+
+
+def test_a_gzip_bomb_is_aborted_at_max_download_bytes(server: str, tmp_path: Path) -> None:
+    """A small gzip body that inflates far beyond the limit is stopped without inflating it all."""
+    bomb = tmp_path / "data" / "bomb.csv.gz"
+    bomb.parent.mkdir()
+    with gzip.open(bomb, "wb") as handle:
+        handle.write(b"id,overview,genres\n")
+        for _ in range(64):
+            handle.write(b"0" * (1 << 20))
+    assert bomb.stat().st_size < 200_000
+    policy = DownloadPolicy(data_root=tmp_path / "data", max_bytes=1 << 20)
+    with pytest.raises(DownloadError, match="larger than max_download_bytes"):
+        download_dataset(str(bomb), tmp_path / "out", policy)
+    assert list((tmp_path / "out").iterdir()) == []

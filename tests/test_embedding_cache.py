@@ -88,3 +88,47 @@ def test_embed_stage_fills_the_cache_for_every_prepared_movie(
     second = embed_dataset(prepared_sample, glove_module, cache)
     assert first["computed"] > 0 and first["from_cache"] == 0
     assert second["computed"] == 0 and second["from_cache"] == first["computed"]
+
+
+class _Payload:
+    """Unpickling this runs open(marker, "w"): proof that a pickle was loaded."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_shard_holding_a_pickle_is_set_aside_unread(tmp_path: Path) -> None:
+    """A cache shard is data from disk: loaded with allow_pickle=False, so a pickled object in it never runs."""
+    cache = EmbeddingCache(tmp_path, "fp")
+    cache.folder.mkdir(parents=True)
+    armed = tmp_path / "armed"
+    shard = cache.folder / "evil.npz"
+    np.savez(shard, keys=np.array([_Payload(tmp_path / "pwned")], dtype=object), vectors=np.zeros((1, 2)))
+    np.savez(tmp_path / "live.npz", keys=np.array([_Payload(armed)], dtype=object))
+    with np.load(tmp_path / "live.npz", allow_pickle=True) as live:
+        live["keys"]
+    assert armed.exists(), "the payload is live when pickles are allowed"
+    assert cache.load() == {}
+    assert not (tmp_path / "pwned").exists()
+    assert [p.name for p in cache.folder.iterdir()] == ["evil.corrupt"]
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated", b"not a zip at all"])
+def test_an_empty_or_truncated_shard_is_set_aside(tmp_path: Path, content: bytes) -> None:
+    cache = EmbeddingCache(tmp_path, "fp")
+    cache.add([b"k" * 32], np.ones((1, 4), "float32"))
+    (cache.folder / "broken.npz").write_bytes(content)
+    assert list(cache.load()) == [b"k" * 32], "the good shard is still read"
+    assert (cache.folder / "broken.corrupt").read_bytes() == content
+
+
+@pytest.mark.parametrize("fingerprint", ["..", "../../elsewhere", "a/b", "", ".hidden", "x\n"])
+def test_a_fingerprint_that_is_not_a_folder_name_is_refused(tmp_path: Path, fingerprint: str) -> None:
+    from tasks.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a safe folder name"):
+        EmbeddingCache(tmp_path / "cache", fingerprint)
+    assert not (tmp_path / "cache").exists()

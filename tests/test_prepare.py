@@ -104,3 +104,49 @@ def test_real_file(shared_csv: Path, tmp_path: Path) -> None:
     texts, labels, genres = read_split(tmp_path / "prepared", "train")
     assert labels.shape == (summary["train_rows"], 9) and genres == list(DEFAULT_GENRES)
     assert len(texts) == summary["train_rows"] and all(texts)
+
+
+def test_header_only_yields_no_movies_and_no_crash(tmp_path: Path) -> None:
+    summary = _prepare(tmp_path, [])
+    assert (summary["records"], summary["kept"], summary["dropped"]) == (0, 0, {})
+    assert pq.read_table(tmp_path / "prepared" / MOVIES_FILE).num_rows == 0
+
+
+def test_non_utf8_bytes_are_replaced_not_fatal(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.csv"
+    raw.write_bytes(
+        b"id,overview,genres\n"
+        b"1,\"Caf\xe9 society in Paris (Latin-1 bytes).\",\"[{'id': 35, 'name': 'Comedy'}]\"\n"
+        b"2,\"A \xff\xfe broken \xc3 sequence.\",\"[{'id': 27, 'name': 'Horror'}]\"\n"
+        b"3,\"Clean.\",\"[{'id': 27, 'name': 'Hor\xf6r'}]\"\n"
+    )
+    summary = prepare_dataset(raw, tmp_path / "prepared", DEFAULT_GENRES, 0.2, 0.1)
+    assert summary["kept"] == 2 and summary["dropped"] == {"no_target_genre": 1}, "Hor\ufffdr is not Horror"
+    overviews = pq.read_table(tmp_path / "prepared" / MOVIES_FILE).column("overview").to_pylist()
+    assert "Caf\ufffd society in Paris (Latin-1 bytes)." in overviews
+
+
+def test_a_100_kb_overview_is_kept_whole(tmp_path: Path) -> None:
+    long = "A very long description of a movie. " * 2900  # about 104 KB
+    summary = _prepare(tmp_path, [["False", COMEDY, "7", long, "Long"], ["False", COMEDY, "8", "Short.", "S"]])
+    assert summary["kept"] == 2
+    movies = {m["id"]: m for m in pq.read_table(tmp_path / "prepared" / MOVIES_FILE).to_pylist()}
+    assert movies[7]["overview"] == long.strip() and len(movies[7]["overview"]) > 100_000
+
+
+def test_duplicate_ids_with_conflicting_labels_keep_the_first_record(tmp_path: Path) -> None:
+    """The first record of an id wins, whatever the later ones say; each later one is counted."""
+    horror = "[{'id': 27, 'name': 'Horror'}]"
+    summary = _prepare(
+        tmp_path,
+        [
+            ["False", COMEDY, "42", "First: a comedy.", "A"],
+            ["False", horror, "42", "Second: the same id as a horror film.", "B"],
+            ["False", horror, "042", "Third: the same number, written differently.", "C"],
+        ],
+    )
+    assert summary["kept"] == 1 and summary["dropped"] == {"duplicate_id": 2}
+    (movie,) = pq.read_table(tmp_path / "prepared" / MOVIES_FILE).to_pylist()
+    assert (movie["id"], movie["overview"], movie["Comedy"], movie["Horror"]) == (42, "First: a comedy.", 1, 0)
+    records = pq.read_table(tmp_path / "prepared" / RECORDS_FILE).column("drop_reason").to_pylist()
+    assert records == [None, "duplicate_id", "duplicate_id"]

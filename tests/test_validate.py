@@ -63,3 +63,58 @@ def test_invalid_suite_file_is_a_clear_error(tmp_path: Path) -> None:
         load_suites(tmp_path)
     with pytest.raises(ConfigError, match="no expectation suites"):
         load_suites(tmp_path / "empty")
+
+
+def _prepare_rows(tmp_path: Path, genres_of: list[str]) -> Path:
+    from tasks.config import DEFAULT_GENRES
+    from tasks.prepare import prepare_dataset
+    from tests.conftest import write_rows
+
+    rows = [[str(i), f"Movie number {i} has a plot worth telling.", genres_of[i % len(genres_of)]] for i in range(300)]
+    raw = write_rows(tmp_path / "raw.csv", ["id", "overview", "genres"], rows)
+    prepare_dataset(raw, tmp_path / "prepared", DEFAULT_GENRES, 0.2, 0.1)
+    return tmp_path / "prepared"
+
+
+def test_genres_unparseable_everywhere_fail_the_gate_by_name(tmp_path: Path) -> None:
+    prepared = _prepare_rows(tmp_path, ["[{'id': 35, 'name'", "Comedy|Drama"])
+    with pytest.raises(DataGateError) as raised:
+        validate_dataset(prepared, EXPECTATIONS_DIR, tmp_path / "validation", {"min_rows": 100})
+    assert "genres_parsed" in str(raised.value)
+    assert (tmp_path / "validation" / "data_docs" / "index.html").is_file(), "kept for diagnosis"
+
+
+def test_a_header_only_file_fails_the_gate_without_crashing(tmp_path: Path) -> None:
+    from tasks.config import DEFAULT_GENRES
+    from tasks.prepare import prepare_dataset
+    from tests.conftest import write_rows
+
+    raw = write_rows(tmp_path / "raw.csv", ["id", "overview", "genres"], [])
+    prepare_dataset(raw, tmp_path / "prepared", DEFAULT_GENRES, 0.2, 0.1)
+    with pytest.raises(DataGateError, match=r"expect_table_row_count_to_be_between\(min_value=10\)"):
+        validate_dataset(tmp_path / "prepared", EXPECTATIONS_DIR, tmp_path / "validation", {"min_rows": 10})
+
+
+def test_a_few_unparseable_genres_are_dropped_and_tolerated(sample_csv: Path, tmp_path: Path) -> None:
+    """Real rows with five genres fields broken: those rows are dropped and counted, the gate passes."""
+    import csv
+
+    import pyarrow.parquet as pq
+
+    from tasks.config import DEFAULT_GENRES
+    from tasks.prepare import prepare_dataset
+
+    with sample_csv.open(encoding="utf-8", newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    for row in rows[10:15]:
+        row[header.index("genres")] = row[header.index("genres")][:-5]  # cut off mid-literal
+    raw = tmp_path / "raw.csv"
+    with raw.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    summary = prepare_dataset(raw, tmp_path / "prepared", DEFAULT_GENRES, 0.2, 0.1)
+    assert summary["dropped"]["unparseable_genres"] == 5
+    dropped = pq.read_table(tmp_path / "prepared" / "records.parquet").column("drop_reason").to_pylist()
+    assert dropped[10:15] == ["unparseable_genres"] * 5
+    assert validate_dataset(tmp_path / "prepared", EXPECTATIONS_DIR, tmp_path / "validation", {"min_rows": 200})[
+        "success"
+    ]
