@@ -86,18 +86,32 @@ class ModelRegistry:
             write_json(staging / MANIFEST_FILE, {**manifest, "version": version})
             _fsync_tree(staging)
             os.rename(staging, self.version_dir(version))
+            try:
+                self.record({**event, "version": version})
+            except BaseException:
+                # No history line, no version: take it back out of view (then removed below).
+                os.rename(self.version_dir(version), staging)
+                raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        self.record({**event, "version": version})
         return version
 
     def record(self, event: Mapping[str, Any]) -> None:
         """Append one event to the history, durably."""
         line = json.dumps({"at": datetime.now(UTC).isoformat(), **event}, sort_keys=True, default=str)
-        with (self.root / HISTORY_FILE).open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        data = (line + "\n").encode("utf-8")
+        fd = os.open(self.root / HISTORY_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            end = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                while data:
+                    data = data[os.write(fd, data) :]
+                os.fsync(fd)
+            except BaseException:
+                os.ftruncate(fd, end)  # never leave half a line (a full disk, say) to break every later read
+                raise
+        finally:
+            os.close(fd)
 
     def retire_old_versions(self, keep: int, actor: str) -> list[int]:
         """Delete all but the newest `keep` versions, never the served one nor a rollback's source

@@ -43,3 +43,36 @@ def test_gate_writes_its_decision_into_metrics(tmp_path, prepared_sample) -> Non
             metrics, prepared_sample, tmp_path / "served", metric="auc_micro", threshold=0.99, max_drop=0.005
         )
     assert json.loads(metrics.read_text())["gate"]["passed"] is False
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["garbage_graph", "no_variables", "no_labels", "empty_folder"],
+)
+def test_an_unloadable_champion_blocks_the_gate_and_stays_served(tmp_path, prepared_sample, damage: str) -> None:
+    """The served model cannot be scored: the gate fails with ChampionError (never judged on the threshold
+    alone, which would let a promotion replace it silently), and nothing in the model folder changes."""
+    import hashlib
+    import json
+
+    from tasks.config import DEFAULT_GENRES
+    from tasks.errors import ChampionError
+
+    version = tmp_path / "served" / "1"
+    (version / "assets").mkdir(parents=True)
+    (version / "variables").mkdir()
+    if damage != "empty_folder":
+        (version / "saved_model.pb").write_bytes(b"\x08\x01 not a SavedModel protobuf" * 10)
+        (version / "variables" / "variables.index").write_bytes(b"index")
+    if damage not in ("no_labels", "empty_folder"):
+        (version / "assets" / "labels.txt").write_text("".join(f"{g}\n" for g in DEFAULT_GENRES))
+    if damage == "no_variables":
+        (version / "variables" / "variables.index").unlink()
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in version.rglob("*") if p.is_file()}
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"auc_micro": 0.95}))
+    with pytest.raises(ChampionError, match=r"version 1 .* cannot be loaded or called .* promotion is blocked"):
+        check_model_gate(
+            metrics, prepared_sample, tmp_path / "served", metric="auc_micro", threshold=0.5, max_drop=0.005
+        )
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in version.rglob("*") if p.is_file()} == before

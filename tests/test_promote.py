@@ -165,3 +165,79 @@ def test_cli_models_and_rollback(exported: Path, tmp_path: Path) -> None:
     assert "0.8712" in lines[1] and "weekly-1" in lines[1]
     assert lines[3].split()[:2] == ["3", "*"] and "rollback of 1" in lines[3]
     assert json.loads((models / "movie_genre" / "3" / MANIFEST_FILE).read_text())["rollback_of"] == 1
+
+
+# A promotion in a fresh process, run by the tests below under a real kernel fault; prints what it saw.
+_PROMOTE_UNDER_FAULT = """
+import hashlib, json, sys
+from pathlib import Path
+from tasks.promote import promote_model
+from tasks.registry import ModelRegistry
+
+exported, served, fault = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+promote_model(exported.parent / "small", served, {}, actor="before", reason="x", keep_versions=5)
+
+def snapshot():
+    files = sorted(p for p in served.rglob("*") if p.is_file() and p.name != ".promote.lock")
+    return {str(p.relative_to(served)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+before = snapshot()
+if fault == "history":  # the history can grow by 20 bytes only: the new line is cut short by EFBIG
+    import resource, signal
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    limit = (served / "history.jsonl").stat().st_size + 20
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+try:
+    promote_model(exported, served, {}, actor="failing", reason="x", keep_versions=5)
+    error = None
+except OSError as err:
+    error = err.strerror or str(err)  # shutil.Error (an OSError) lists the files that failed
+registry = ModelRegistry(served)
+print(json.dumps({"error": error, "unchanged": snapshot() == before, "versions": registry.versions(),
+                  "history": [e["version"] for e in registry.history()],
+                  "leftovers": [p.name for p in served.glob(".staging-*")]}))
+"""
+
+
+def _promote_under_fault(exported: Path, served: Path, fault: str, wrapper: list[str], grow: int = 0) -> dict:
+    """Promote a copy of `exported` as version 1, then `exported` (grown by `grow` bytes) under `fault`."""
+    shutil.copytree(exported, exported.parent / "small")
+    (exported / "variables" / "variables.data-00000-of-00001").write_bytes(os.urandom(grow))
+    served.mkdir(parents=True)
+    result = subprocess.run(
+        [*wrapper, sys.executable, "-c", _PROMOTE_UNDER_FAULT, str(exported), str(served), fault],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_disk_full_while_staging_keeps_the_served_version_and_history(exported: Path, tmp_path: Path) -> None:
+    """The model folder on a 1 MB tmpfs (a private mount namespace): copying a 2 MB model fills it."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a small tmpfs")
+    served = tmp_path / "models" / "movie_genre"
+    mount = [
+        "unshare",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        'mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@"',
+        "sh",
+        str(served),
+    ]
+    seen = _promote_under_fault(exported, served, "disk", mount, grow=2 << 20)
+    assert "No space left on device" in seen.pop("error")
+    assert seen == {"unchanged": True, "versions": [1], "history": [1], "leftovers": []}
+
+
+def test_a_history_write_cut_short_unpublishes_the_version(exported: Path, tmp_path: Path) -> None:
+    """The version is renamed into view, then its history line cannot be written whole (the process's file
+    size limit stands in for a disk that fills at that moment): the version is taken back, no half line stays."""
+    served = tmp_path / "models" / "movie_genre"
+    seen = _promote_under_fault(exported, served, "history", [])
+    assert seen == {"error": "File too large", "unchanged": True, "versions": [1], "history": [1], "leftovers": []}
+    assert _promote(exported, served)["version"] == 2, "the next promotion works and numbers on"
