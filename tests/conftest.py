@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import SmtpInbox, smtp_connection
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_CSV = PROJECT_ROOT.parent / "shared" / "data" / "movies_metadata_head5000.csv"
 
@@ -73,6 +75,35 @@ def glove_module(tmp_path_factory: pytest.TempPathFactory) -> str:
     from tasks.embedding_module import GLOVE_MODULE, ensure_module
 
     return ensure_module(GLOVE_MODULE, tmp_path_factory.mktemp("modules"))["path"]
+
+
+@pytest.fixture(scope="module")
+def dag(airflow_db: Path):
+    """The retrain DAG, parsed from dags/ as the dag-processor does."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag.dags["movie_genre_retrain"]
+
+
+@pytest.fixture
+def dirs(tmp_path: Path, sample_csv: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Models and artifacts of a DAG run in tmp_path; local datasets below the sample's folder."""
+    paths = {"models": tmp_path / "models", "artifacts": tmp_path / "artifacts"}
+    monkeypatch.setenv("GENRE_MODEL_DIR", str(paths["models"]))
+    monkeypatch.setenv("GENRE_ARTIFACTS_DIR", str(paths["artifacts"]))
+    monkeypatch.setenv("GENRE_DATA_ROOT", str(sample_csv.parent))
+    return paths
+
+
+@pytest.fixture
+def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpInbox]:
+    """Alerts go by e-mail to a real SMTP server on loopback."""
+    with SmtpInbox() as smtp:
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_connection(smtp.port))
+        monkeypatch.setenv("GENRE_ALERT_EMAILS", "ml-team@example.org")
+        yield smtp
 
 
 @pytest.fixture(scope="session")

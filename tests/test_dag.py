@@ -87,3 +87,8 @@ def test_dag_file_parses_fast_without_heavy_imports() -> None:
     parse_seconds, heavy = output.strip().splitlines()[-1].split("|")
     print(f"\nDAG file parse: {float(parse_seconds):.3f} s (process {time.perf_counter() - started:.2f} s)")
     assert heavy == "", f"the DAG file imported {heavy} at parse time"
+
+
+def test_stages_that_may_meet_transient_faults_are_retried(dag) -> None:
+    for task_id in ("download", "embed", "train", "evaluate", "promote"):
+        assert dag.get_task(task_id).retries > 0, task_id

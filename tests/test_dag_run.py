@@ -6,63 +6,17 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from tests.servers import SmtpInbox, smtp_connection
+from tests.dag_runs import alert_texts as _alert_texts
+from tests.dag_runs import quick_conf as _quick
+from tests.dag_runs import run_dag as _run
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def dag(airflow_db: Path):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags["movie_genre_retrain"]
-
-
-@pytest.fixture
-def dirs(tmp_path: Path, sample_csv: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    paths = {"models": tmp_path / "models", "artifacts": tmp_path / "artifacts"}
-    monkeypatch.setenv("GENRE_MODEL_DIR", str(paths["models"]))
-    monkeypatch.setenv("GENRE_ARTIFACTS_DIR", str(paths["artifacts"]))
-    monkeypatch.setenv("GENRE_DATA_ROOT", str(sample_csv.parent))
-    return paths
-
-
-@pytest.fixture
-def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpInbox]:
-    """Alerts go by e-mail to a real SMTP server on loopback."""
-    with SmtpInbox() as smtp:
-        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_connection(smtp.port))
-        monkeypatch.setenv("GENRE_ALERT_EMAILS", "ml-team@example.org")
-        yield smtp
-
-
-def _alert_texts(inbox: SmtpInbox) -> list[str]:
-    return [
-        part.get_payload(decode=True).decode()
-        for message in inbox.messages
-        for part in message.walk()
-        if part.get_content_type() == "text/html"
-    ]
-
-
-def _run(dag, conf: dict) -> dict[str, str]:
-    run = dag.test(run_conf=conf)
-    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    return {"run": str(run.state), **states}
-
-
-def _quick(sample_csv: Path, **overrides: object) -> dict:
-    conf = {"dataset_url": str(sample_csv), "min_rows": 200, "epochs": 5, "auc_threshold": 0.5}
-    return {**conf, "candidates": [{"wide": True}], **overrides}
 
 
 def test_run_promotes_a_model_that_serves_raw_strings(dag, dirs, sample_csv: Path) -> None:

@@ -62,3 +62,18 @@ def test_prepare_keeps_or_counts_every_record(rows: list[tuple[str, str, str, in
         assert any(column[index] for column in labels), "a kept movie has at least one target genre"
         assert movies.column("overview")[index].as_py().strip()
     assert len(set(movies.column("id").to_pylist())) == movies.num_rows
+
+
+field_bytes = st.binary(max_size=60) | st.sampled_from([b"\xff\xfe", b"\x00", b'"', b"\r", b"\n", b",", b"\xc3"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(field_bytes, min_size=0, max_size=6), max_size=30))
+def test_prepare_survives_arbitrary_bytes(rows: list[list[bytes]]) -> None:
+    """Raw bytes after a good header (invalid UTF-8, NUL, stray quotes, bare CR): every record is kept or
+    counted, and nothing escapes as a crash."""
+    with tempfile.TemporaryDirectory() as scratch:
+        raw = Path(scratch) / "raw.csv"
+        raw.write_bytes(b"id,overview,genres\n" + b"\n".join(b",".join(fields) for fields in rows))
+        summary = prepare_dataset(raw, Path(scratch) / "prepared", DEFAULT_GENRES, 0.2, 0.1)
+    assert summary["kept"] + sum(summary["dropped"].values()) == summary["records"]
