@@ -1,7 +1,8 @@
 """Stage 2: turn the raw CSV into typed training data.
 
-Streams the CSV record by record (memory grows with the kept text only), keeps movies with a numeric
-id, a non-empty overview and at least one target genre, and writes to `prepared/`:
+Streams the CSV record by record and writes Parquet a chunk of records at a time, so memory holds one
+chunk and the set of kept ids whatever the file's size. Keeps movies with a numeric id, a non-empty
+overview and at least one target genre, and writes to `prepared/`:
 
 - `movies.parquet`: `id`, `overview`, `split` ("train", "validation" or "test") and one 0/1 column
   per genre, in the configured order;
@@ -48,42 +49,39 @@ class DropReason:
     DUPLICATE_ID = "duplicate_id"
 
 
-@dataclass
-class _Collected:
-    genres: Sequence[str]
-    movie_ids: list[int] = field(default_factory=list)
-    overviews: list[str] = field(default_factory=list)
-    labels: list[list[int]] = field(default_factory=list)
-    records: dict[str, list[Any]] = field(
-        default_factory=lambda: {
-            "record": [],
-            "id": [],
-            "overview_length": [],
-            "genres_parsed": [],
-            "target_genres": [],
-            "drop_reason": [],
-        }
-    )
-
-    def add_record(
-        self,
-        *,
-        raw_id: str,
-        overview_length: int | None,
-        genres_parsed: bool | None,
-        target_genres: int,
-        drop_reason: str | None,
-    ) -> None:
-        rec = self.records
-        rec["record"].append(len(rec["record"]) + 1)
-        rec["id"].append(raw_id[:64])
-        rec["overview_length"].append(overview_length)
-        rec["genres_parsed"].append(genres_parsed)
-        rec["target_genres"].append(target_genres)
-        rec["drop_reason"].append(drop_reason)
-
-
 SPLITS = ("train", "validation", "test")
+CHUNK_ROWS = 20_000  # records buffered before they are written out: bounds memory on any file size
+
+
+RECORDS_SCHEMA = pa.schema(
+    [
+        ("record", pa.int64()),
+        ("id", pa.string()),
+        ("overview_length", pa.int64()),
+        ("genres_parsed", pa.bool_()),
+        ("target_genres", pa.int64()),
+        ("drop_reason", pa.string()),
+    ]
+)
+
+
+@dataclass
+class _Chunk:
+    """Records parsed since the last write, as columns."""
+
+    movies: dict[str, list[Any]] = field(default_factory=lambda: {"id": [], "overview": [], "split": [], "labels": []})
+    records: dict[str, list[Any]] = field(default_factory=lambda: {name: [] for name in RECORDS_SCHEMA.names})
+
+
+@dataclass
+class _Totals:
+    """What the summary and the coverage table need, counted as the records stream by."""
+
+    records: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    split_rows: Counter = field(default_factory=Counter)
+    positives: Counter = field(default_factory=Counter)  # (genre index, split) → movies
+    seen_ids: set[int] = field(default_factory=set)  # one int per kept movie: all that grows with the file
 
 
 def split_bucket(movie_id: int) -> float:
@@ -104,13 +102,13 @@ def prepare_dataset(
     raw_csv: Path, out_dir: Path, genres: Sequence[str], test_fraction: float, validation_fraction: float
 ) -> dict[str, Any]:
     """Parse `raw_csv` into `out_dir` (replaced as a whole); return the counts."""
-    collected = _collect(raw_csv, genres)
-    splits = [assign_split(i, test_fraction, validation_fraction) for i in collected.movie_ids]
-    summary = _summary(collected, splits, test_fraction, validation_fraction)
     with atomic_dir(out_dir) as tmp:
-        pq.write_table(_movies_table(collected, splits), tmp / MOVIES_FILE)
-        pq.write_table(pa.table(collected.records), tmp / RECORDS_FILE)
-        pq.write_table(_coverage_table(collected, splits), tmp / COVERAGE_FILE)
+        totals = _write_tables(raw_csv, tmp, genres, (test_fraction, validation_fraction))
+        pq.write_table(_coverage_table(totals, genres), tmp / COVERAGE_FILE)
+        summary = {
+            **_summary(totals, genres, test_fraction, validation_fraction),
+            "split_fingerprint": _split_fingerprint(tmp / MOVIES_FILE),
+        }
         write_json(tmp / SUMMARY_FILE, summary)
     log.info("prepared %s", summary)
     return {**summary, "path": str(out_dir)}
@@ -126,45 +124,73 @@ def read_split(prepared_dir: Path, split: str) -> tuple[list[str], Any, list[str
     return table.column("overview").to_pylist(), labels, genres
 
 
-def _collect(raw_csv: Path, genres: Sequence[str]) -> _Collected:
-    collected = _Collected(genres=genres)
-    seen_ids: set[int] = set()
+def _write_tables(raw_csv: Path, out_dir: Path, genres: Sequence[str], fractions: tuple[float, float]) -> _Totals:
+    """Stream the CSV's records into movies.parquet and records.parquet, a chunk at a time."""
+    totals = _Totals()
     wanted = {name: index for index, name in enumerate(genres)}
-    for row in _records(raw_csv):
-        if row is None:
-            collected.add_record(
-                raw_id="",
-                overview_length=None,
-                genres_parsed=None,
-                target_genres=0,
-                drop_reason=DropReason.MALFORMED_ROW,
-            )
-            continue
-        raw_id, overview, genres_text = (row[c] for c in REQUIRED_COLUMNS)
-        overview = overview.strip()
-        try:
-            names = parse_genres(genres_text)
-        except GenreParseError:
-            names = None
-        labels = [0] * len(genres)
-        for name in names or ():
-            if name in wanted:
-                labels[wanted[name]] = 1
-        movie_id = int(raw_id) if raw_id.strip().isascii() and raw_id.strip().isdigit() else None
-        reason = _drop_reason(movie_id, overview, names, labels, seen_ids)
-        collected.add_record(
-            raw_id=raw_id,
-            overview_length=len(overview),
-            genres_parsed=names is not None,
-            target_genres=sum(labels),
-            drop_reason=reason,
-        )
-        if reason is None:
-            seen_ids.add(movie_id)
-            collected.movie_ids.append(movie_id)
-            collected.overviews.append(overview)
-            collected.labels.append(labels)
-    return collected
+    movies_schema = _movies_schema(genres)
+    chunk = _Chunk()
+    with (
+        pq.ParquetWriter(out_dir / MOVIES_FILE, movies_schema) as movies,
+        pq.ParquetWriter(out_dir / RECORDS_FILE, RECORDS_SCHEMA) as records,
+    ):
+        for row in _records(raw_csv):
+            _add_record(row, chunk, totals, wanted, fractions)
+            if len(chunk.records["record"]) >= CHUNK_ROWS:
+                _write_chunk(chunk, movies, records, genres)
+                chunk = _Chunk()
+        _write_chunk(chunk, movies, records, genres)
+    return totals
+
+
+def _add_record(
+    row: dict[str, str] | None,
+    chunk: _Chunk,
+    totals: _Totals,
+    wanted: dict[str, int],
+    fractions: tuple[float, float],
+) -> None:
+    totals.records += 1
+    if row is None:
+        _note_record(chunk, totals, "", None, None, 0, DropReason.MALFORMED_ROW)
+        return
+    raw_id, overview, genres_text = (row[c] for c in REQUIRED_COLUMNS)
+    overview = overview.strip()
+    try:
+        names = parse_genres(genres_text)
+    except GenreParseError:
+        names = None
+    labels = [0] * len(wanted)
+    for name in names or ():
+        if name in wanted:
+            labels[wanted[name]] = 1
+    movie_id = int(raw_id) if raw_id.strip().isascii() and raw_id.strip().isdigit() else None
+    reason = _drop_reason(movie_id, overview, names, labels, totals.seen_ids)
+    _note_record(chunk, totals, raw_id, len(overview), names is not None, sum(labels), reason)
+    if reason is None:
+        split = assign_split(movie_id, *fractions)
+        totals.seen_ids.add(movie_id)
+        totals.split_rows[split] += 1
+        totals.positives.update((index, split) for index, flag in enumerate(labels) if flag)
+        for name, value in (("id", movie_id), ("overview", overview), ("split", split), ("labels", labels)):
+            chunk.movies[name].append(value)
+
+
+def _note_record(
+    chunk: _Chunk,
+    totals: _Totals,
+    raw_id: str,
+    overview_length: int | None,
+    genres_parsed: bool | None,
+    target_genres: int,
+    drop_reason: str | None,
+) -> None:
+    """One row of records.parquet: what parsing found in this CSV record."""
+    values = (totals.records, raw_id[:64], overview_length, genres_parsed, target_genres, drop_reason)
+    for name, value in zip(RECORDS_SCHEMA.names, values, strict=True):
+        chunk.records[name].append(value)
+    if drop_reason is not None:
+        totals.dropped[drop_reason] += 1
 
 
 def _drop_reason(
@@ -204,51 +230,51 @@ def _records(raw_csv: Path) -> Iterator[dict[str, str] | None]:
                 yield {c: fields_[i] for c, i in positions.items()}
 
 
-def _movies_table(collected: _Collected, splits: list[str]) -> pa.Table:
-    columns: dict[str, pa.Array] = {
-        "id": pa.array(collected.movie_ids, pa.int64()),
-        "overview": pa.array(collected.overviews, pa.string()),
-        "split": pa.array(splits, pa.string()),
-    }
-    for index, genre in enumerate(collected.genres):
-        columns[genre] = pa.array([labels[index] for labels in collected.labels], pa.int8())
-    return pa.table(columns)
+def _movies_schema(genres: Sequence[str]) -> pa.Schema:
+    return pa.schema(
+        [("id", pa.int64()), ("overview", pa.string()), ("split", pa.string())]
+        + [(genre, pa.int8()) for genre in genres]
+    )
 
 
-def _coverage_table(collected: _Collected, splits: list[str]) -> pa.Table:
-    rows: dict[str, list[Any]] = {"genre": [], **{f"{split}_positives": [] for split in SPLITS}, "share": []}
-    total = max(len(splits), 1)
-    for index, genre in enumerate(collected.genres):
-        per_split = Counter(split for split, labels in zip(splits, collected.labels, strict=True) if labels[index])
-        rows["genre"].append(genre)
-        for split in SPLITS:
-            rows[f"{split}_positives"].append(per_split[split])
-        rows["share"].append(per_split.total() / total)
+def _write_chunk(chunk: _Chunk, movies: pq.ParquetWriter, records: pq.ParquetWriter, genres: Sequence[str]) -> None:
+    labels = chunk.movies["labels"]
+    columns = [chunk.movies["id"], chunk.movies["overview"], chunk.movies["split"]]
+    columns += [[row[index] for row in labels] for index in range(len(genres))]
+    movies.write_table(pa.Table.from_arrays(columns, schema=movies.schema))
+    records.write_table(pa.Table.from_pydict(chunk.records, schema=RECORDS_SCHEMA))
+
+
+def _coverage_table(totals: _Totals, genres: Sequence[str]) -> pa.Table:
+    kept = max(totals.split_rows.total(), 1)
+    rows: dict[str, list[Any]] = {"genre": list(genres)}
+    for split in SPLITS:
+        rows[f"{split}_positives"] = [totals.positives[index, split] for index in range(len(genres))]
+    rows["share"] = [sum(totals.positives[index, split] for split in SPLITS) / kept for index in range(len(genres))]
     return pa.table(rows)
 
 
 def _summary(
-    collected: _Collected, splits: list[str], test_fraction: float, validation_fraction: float
+    totals: _Totals, genres: Sequence[str], test_fraction: float, validation_fraction: float
 ) -> dict[str, Any]:
-    reasons = Counter(r for r in collected.records["drop_reason"] if r is not None)
-    split_counts = Counter(splits)
-    positives = {genre: sum(labels[i] for labels in collected.labels) for i, genre in enumerate(collected.genres)}
     return {
-        "records": len(collected.records["record"]),
-        "kept": len(collected.movie_ids),
-        "dropped": dict(sorted(reasons.items())),
-        **{f"{split}_rows": split_counts[split] for split in SPLITS},
+        "records": totals.records,
+        "kept": totals.split_rows.total(),
+        "dropped": dict(sorted(totals.dropped.items())),
+        **{f"{split}_rows": totals.split_rows[split] for split in SPLITS},
         "test_fraction": test_fraction,
         "validation_fraction": validation_fraction,
-        "genres": list(collected.genres),
-        "positives": positives,
-        "split_fingerprint": _split_fingerprint(collected.movie_ids, splits),
+        "genres": list(genres),
+        "positives": {
+            genre: sum(totals.positives[index, split] for split in SPLITS) for index, genre in enumerate(genres)
+        },
     }
 
 
-def _split_fingerprint(movie_ids: list[int], splits: list[str]) -> str:
+def _split_fingerprint(movies_file: Path) -> str:
     """sha256 of the sorted (id, split) pairs: equal fingerprints mean identical splits."""
+    table = pq.read_table(movies_file, columns=["id", "split"])
     digest = hashlib.sha256()
-    for movie_id, split in sorted(zip(movie_ids, splits, strict=True)):
+    for movie_id, split in sorted(zip(table.column("id").to_pylist(), table.column("split").to_pylist(), strict=True)):
         digest.update(f"{movie_id}:{split}\n".encode())
     return digest.hexdigest()
