@@ -1,8 +1,9 @@
 """Weekly retrain of the movie-genre classifier.
 
-download → prepare → validate (data gate) → embed → train (one mapped task per candidate
-configuration) → select_model (best on validation) → evaluate → gate (model gate) → serving_check →
-promote; report (report.html) runs after the gate whatever it decided.
+download → prepare → validate (data gate) → embed → candidates → train (one mapped task per
+candidate: every configuration from scratch, or the served model fine-tuned, see `tasks.warm_start`) →
+select_model (best on validation) → evaluate → gate (model gate) → serving_check → promote; report
+(report.html) runs after the gate whatever it decided.
 
 `embedding_module` (the project's own module, built once and cached, unless a module is given) feeds
 embed, train and evaluate. Wiring only: each task calls one stage function from `tasks/`, which imports
@@ -88,8 +89,11 @@ def movie_genre_retrain() -> None:
         return embed_dataset(Path(prepared["path"]), embedding["path"], run.embedding_cache(embedding))
 
     @task
-    def candidates() -> list[dict[str, Any]]:
-        return [{"index": i, **overrides} for i, overrides in enumerate(run_context().config.candidates)]
+    def candidates(embedding: dict[str, Any]) -> list[dict[str, Any]]:
+        from tasks.warm_start import plan_candidates
+
+        run = run_context()
+        return plan_candidates(run.config, run.settings.served_model_dir, embedding["fingerprint"])
 
     @task
     @stage
@@ -179,7 +183,7 @@ def movie_genre_retrain() -> None:
     prepared = prepare(downloaded)
     validated = validate(prepared)
     embedded = embed(prepared, embedding)
-    trained_candidates = train.partial(prepared=prepared, embedding=embedding).expand(candidate=candidates())
+    trained_candidates = train.partial(prepared=prepared, embedding=embedding).expand(candidate=candidates(embedding))
     validated >> embedded >> trained_candidates
     trained = select_model(trained_candidates)
     evaluation = evaluate(trained, prepared, embedding)

@@ -213,6 +213,14 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "description": "Model configurations trained side by side (each overrides the training params above); "
         "the best on the validation split goes to the model gate. wide: add the TF-IDF branch.",
     },
+    "max_warm_starts": {
+        "default": 3,
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 52,
+        "description": "Runs in a row that fine-tune the served model (same genres and embedding) for a few epochs "
+        "instead of training every candidate from scratch; the next run trains from scratch. 0: always from scratch.",
+    },
     "validation_fraction": {
         "default": 0.1,
         "type": "number",
@@ -247,6 +255,7 @@ class RunConfig:
     hidden_units: int
     learning_rate: float
     candidates: tuple[dict[str, Any], ...]
+    max_warm_starts: int
     test_fraction: float
     validation_fraction: float
     seed: int

@@ -13,6 +13,10 @@ module and head and takes raw strings: `serving_default` maps a 1-D `tf.string` 
 to `probabilities` (float32, `[batch, genres]`); `assets/labels.txt` names the outputs in order and
 `assets/thresholds.json` holds the tuned thresholds. The export also keeps the head alone as
 `head_probabilities(texts, embeddings)`, which evaluation calls with cached vectors.
+
+Warm start: `assets.extra/` (which TensorFlow Serving ignores) holds the head as a Keras file and a
+record of what it was trained with, so the next weekly run can fine-tune the served model for a few
+epochs instead of training every candidate from scratch (see `warm_start`).
 """
 
 from __future__ import annotations
@@ -28,18 +32,23 @@ from typing import Any
 
 import numpy as np
 
-from tasks.artifacts import atomic_dir, write_json
+from tasks.artifacts import atomic_dir, read_json, write_json
 from tasks.config import RunConfig
 from tasks.embed import ModuleEmbedder
 from tasks.embedding_cache import EmbeddingCache, embed_with_cache
+from tasks.errors import ChampionError
 from tasks.evaluate import tune_thresholds
 from tasks.prepare import read_split
 from tasks.tensorflow_runtime import hub, tf, tf_keras
+from tasks.warm_start import EXTRA_DIR, TRAINING_RECORD_FILE
 
 log = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.txt"
 THRESHOLDS_FILE = "thresholds.json"
+HEAD_FILE = "head.keras"
+ARCHITECTURE_FIELDS = ("wide", "hidden_units", "dropout", "vocabulary_size")
+WARM_START_PATIENCE = 2  # a fine-tuned head starts near its best: stop soon after it stops improving
 SIGNATURE_INPUT = "descriptions"
 SIGNATURE_OUTPUT = "probabilities"
 WIDE_INPUT_SCALE = 20.0  # measured on the shared sample: 10 → 0.8907, 20 → 0.8910, 30 → 0.8903
@@ -57,6 +66,7 @@ class TrainConfig:
     dropout: float = 0.5
     vocabulary_size: int = 20_000
     patience: int = 8
+    warm_start_from: str = ""  # a served model folder whose head to fine-tune (see `warm_start`)
 
 
 def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: EmbeddingCache) -> dict[str, Any]:
@@ -73,22 +83,37 @@ def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: E
     both, embedding_stats = embed_with_cache([*train_texts, *valid_texts], embedder, cache)
     train_vectors, valid_vectors = both[: len(train_texts)], both[len(train_texts) :]
     tf_keras.utils.set_random_seed(config.seed)
-    head = build_head(config, train_vectors.shape[1], len(genres), train_texts)
+    if config.warm_start_from:
+        head, warm_starts = load_head(Path(config.warm_start_from), config.learning_rate), _warm_starts(config) + 1
+    else:
+        head, warm_starts = build_head(config, train_vectors.shape[1], len(genres), train_texts), 0
     history = head.fit(
         _dataset(train_texts, train_vectors, train_labels, config.batch_size, shuffle_seed=config.seed),
         validation_data=_dataset(valid_texts, valid_vectors, valid_labels, config.batch_size),
         epochs=config.epochs,
         callbacks=[
             tf_keras.callbacks.EarlyStopping(
-                monitor="val_auc_micro", mode="max", patience=config.patience, restore_best_weights=True
+                monitor="val_auc_micro",
+                mode="max",
+                patience=WARM_START_PATIENCE if config.warm_start_from else config.patience,
+                restore_best_weights=True,
             )
         ],
         verbose=2,
     )
     valid_probabilities = head.predict(_dataset(valid_texts, valid_vectors, None, 256), verbose=0)
     thresholds = tune_thresholds(valid_labels, valid_probabilities, genres)
+    record = {
+        "genres": genres,
+        "embedding_fingerprint": cache.module_fingerprint,
+        "architecture": {name: getattr(config, name) for name in ARCHITECTURE_FIELDS},
+        "warm_starts": warm_starts,
+    }
     with atomic_dir(out_dir) as tmp:
         export_serving_model(config.embedding_module, head, genres, thresholds, tmp)
+        (tmp / EXTRA_DIR).mkdir()
+        head.save(tmp / EXTRA_DIR / HEAD_FILE)
+        write_json(tmp / EXTRA_DIR / TRAINING_RECORD_FILE, record)
     auc_history = history.history["val_auc_micro"]
     summary = {
         "model_path": str(out_dir),
@@ -98,6 +123,8 @@ def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: E
         "best_epoch": int(np.argmax(auc_history)) + 1,
         "epochs_run": len(auc_history),
         "thresholds": thresholds,
+        "warm_start_from": config.warm_start_from or None,
+        "warm_starts": warm_starts,
         "embeddings": embedding_stats,
         "genres": genres,
         "history": {name: [float(v) for v in values] for name, values in history.history.items()},
@@ -166,12 +193,34 @@ def build_head(config: TrainConfig, dimensions: int, n_genres: int, train_texts:
         logits = tf_keras.layers.Add(name="logits")([logits, wide_logits])
     probabilities = tf_keras.layers.Activation("sigmoid", name=SIGNATURE_OUTPUT)(logits)
     head = tf_keras.Model({"text": text, "embedding": embedding}, probabilities, name="genre_head")
+    _compile(head, config.learning_rate)
+    return head
+
+
+def load_head(model_dir: Path, learning_rate: float) -> tf_keras.Model:
+    """The head of an exported model, ready to train on (a fresh optimizer at `learning_rate`)."""
+    path = model_dir / EXTRA_DIR / HEAD_FILE
+    try:
+        head = tf_keras.models.load_model(path, compile=False, safe_mode=True)
+    except (OSError, ValueError) as err:
+        raise ChampionError(
+            f"cannot warm-start from {path}: {err}. Trigger the run with max_warm_starts=0 to train from scratch"
+        ) from err
+    _compile(head, learning_rate)
+    return head
+
+
+def _compile(head: tf_keras.Model, learning_rate: float) -> None:
     head.compile(
-        optimizer=tf_keras.optimizers.Adam(config.learning_rate),
+        optimizer=tf_keras.optimizers.Adam(learning_rate),
         loss="binary_crossentropy",
         metrics=[tf_keras.metrics.AUC(name="auc_micro")],
     )
-    return head
+
+
+def _warm_starts(config: TrainConfig) -> int:
+    """How many warm starts in a row led to the model being fine-tuned."""
+    return int(read_json(Path(config.warm_start_from) / EXTRA_DIR / TRAINING_RECORD_FILE)["warm_starts"])
 
 
 def export_serving_model(

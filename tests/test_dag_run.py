@@ -69,8 +69,9 @@ def test_run_promotes_a_model_that_serves_raw_strings(dag, dirs, sample_csv: Pat
 
 
 def test_weekly_life_champion_challenger_and_rollback(dag, dirs, inbox, sample_csv: Path, glove_module: str):
-    """Week 1 promotes; week 2 on the same data embeds nothing and matches the champion; week 3 trains
-    a worse model, which the champion gate refuses; then the rollback DAG serves week 1 again."""
+    """Week 1 promotes; week 2 on the same data embeds nothing, fine-tunes the champion and improves on it;
+    week 3 trains a worse model from scratch, which the champion gate refuses; then the rollback DAG
+    serves week 1 again."""
     served = dirs["models"] / "movie_genre"
     conf = _quick(sample_csv, embedding_module=glove_module)
     assert _run(dag, conf)["run"] == "success"
@@ -78,11 +79,14 @@ def test_weekly_life_champion_challenger_and_rollback(dag, dirs, inbox, sample_c
 
     assert _run(dag, conf)["run"] == "success"
     assert sorted((dirs["artifacts"] / "embedding_cache").rglob("*.npz")) == shards, "nothing new was embedded"
-    comparison = json.loads((served / "2" / "manifest.json").read_text())["champion_comparison"]
+    week_2 = json.loads((served / "2" / "manifest.json").read_text())
+    comparison = week_2["champion_comparison"]
     assert comparison["passed"] and comparison["champion"]["version"] == 1
-    assert comparison["champion"]["value"] == pytest.approx(comparison["challenger"], abs=1e-6)
+    assert comparison["challenger"] >= comparison["champion"]["value"], "five more epochs from the champion's weights"
+    assert week_2["stages"]["train"]["warm_start_from"] == str(served / "1")
+    assert week_2["stages"]["train"]["warm_starts"] == 1
 
-    worse = _run(dag, {**conf, "epochs": 1, "learning_rate": 1e-5, "auc_threshold": 0.0})
+    worse = _run(dag, {**conf, "epochs": 1, "learning_rate": 1e-5, "auc_threshold": 0.0, "max_warm_starts": 0})
     assert worse["run"] == "failed" and worse["gate"] == "failed" and worse["promote"] == "upstream_failed"
     runs = sorted((dirs["artifacts"] / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
     gate = json.loads((runs[-1] / "metrics.json").read_text())["gate"]
