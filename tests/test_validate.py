@@ -10,7 +10,7 @@ import pytest
 
 from tasks.config import EXPECTATIONS_DIR
 from tasks.errors import ConfigError, DataGateError
-from tasks.validate import load_suites, validate_dataset
+from tasks.validate import load_suites, reduced_frame, validate_dataset
 
 
 def test_suites_are_data_and_name_their_tables() -> None:
@@ -118,3 +118,13 @@ def test_a_few_unparseable_genres_are_dropped_and_tolerated(sample_csv: Path, tm
     assert validate_dataset(tmp_path / "prepared", EXPECTATIONS_DIR, tmp_path / "validation", {"min_rows": 200})[
         "success"
     ]
+
+
+def test_text_columns_reach_the_gate_as_their_lengths(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": [1, 2, 3], "overview": ["Amélie", "", "東京物語"]}), tmp_path / "movies.parquet")
+    frame = reduced_frame(tmp_path / "movies.parquet")
+    assert list(frame.columns) == ["id", "overview_length"]
+    assert frame["overview_length"].tolist() == [6, 0, 4], "characters, not bytes"
