@@ -1,7 +1,7 @@
 """Weekly retrain of the movie-genre classifier.
 
 download → prepare → validate (data gate) → embed → candidates → train (one mapped task per
-candidate: every configuration from scratch, or the served model fine-tuned, see `tasks.warm_start`) →
+candidate: every configuration from scratch, or the served model fine-tuned, see `tasks.candidates`) →
 select_model (best on validation) → evaluate → gate (model gate) → serving_check → promote; report
 (report.html) runs after the gate whatever it decided.
 
@@ -90,7 +90,7 @@ def movie_genre_retrain() -> None:
 
     @task
     def candidates(embedding: dict[str, Any]) -> list[dict[str, Any]]:
-        from tasks.warm_start import plan_candidates
+        from tasks.candidates import plan_candidates
 
         run = run_context()
         return plan_candidates(run.config, run.settings.served_model_dir, embedding["fingerprint"])
@@ -113,7 +113,7 @@ def movie_genre_retrain() -> None:
     @task
     @stage
     def select_model(trained: list[dict[str, Any]]) -> dict[str, Any]:
-        from tasks.train import best_candidate
+        from tasks.candidates import best_candidate
 
         return best_candidate(list(trained))
 

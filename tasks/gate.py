@@ -72,13 +72,14 @@ def decide(
 
 def score_champion(registry: ModelRegistry, prepared_dir: Path, metric: str) -> dict[str, Any] | None:
     """The served model's gate metric on this run's test split, or None if nothing is served."""
+    version = registry.serving_version()
+    if version is None:
+        return None
+    # Only now: TensorFlow costs seconds and hundreds of MB to import, and a first run needs none.
     from tasks.evaluate import compute_metrics, serving_probabilities
     from tasks.tensorflow_runtime import tf
     from tasks.train import LABELS_FILE
 
-    version = registry.serving_version()
-    if version is None:
-        return None
     folder = registry.version_dir(version)
     texts, labels, genres = read_split(prepared_dir, "test")
     try:

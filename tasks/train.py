@@ -16,7 +16,7 @@ to `probabilities` (float32, `[batch, genres]`); `assets/labels.txt` names the o
 
 Warm start: `assets.extra/` (which TensorFlow Serving ignores) holds the head as a Keras file and a
 record of what it was trained with, so the next weekly run can fine-tune the served model for a few
-epochs instead of training every candidate from scratch (see `warm_start`).
+epochs instead of training every candidate from scratch (see `candidates`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from tasks.artifacts import atomic_dir, read_json, write_json
+from tasks.candidates import EXTRA_DIR, TRAINING_RECORD_FILE
 from tasks.config import RunConfig
 from tasks.embed import ModuleEmbedder
 from tasks.embedding_cache import EmbeddingCache, embed_with_cache
@@ -40,7 +41,6 @@ from tasks.errors import ChampionError
 from tasks.evaluate import tune_thresholds
 from tasks.prepare import read_split
 from tasks.tensorflow_runtime import hub, tf, tf_keras
-from tasks.warm_start import EXTRA_DIR, TRAINING_RECORD_FILE
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class TrainConfig:
     dropout: float = 0.5
     vocabulary_size: int = 20_000
     patience: int = 8
-    warm_start_from: str = ""  # a served model folder whose head to fine-tune (see `warm_start`)
+    warm_start_from: str = ""  # a served model folder whose head to fine-tune (see `candidates`)
 
 
 def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: EmbeddingCache) -> dict[str, Any]:
@@ -154,14 +154,6 @@ def train_candidate(
     config = TrainConfig(**(base | {key: value for key, value in candidate.items() if key != "index"}))
     summary = train_model(prepared_dir, candidates_dir / str(candidate["index"]) / "model", config, cache)
     return {**summary, "candidate": dict(candidate)}
-
-
-def best_candidate(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The candidate with the best validation micro-AUC (the test split stays unseen until evaluation)."""
-    best = max(summaries, key=lambda summary: summary["validation_auc_micro"])
-    ranking = [{"candidate": s["candidate"], "validation_auc_micro": s["validation_auc_micro"]} for s in summaries]
-    log.info("selected candidate %s of %s", best["candidate"], ranking)
-    return {**best, "candidates": ranking}
 
 
 def _dataset(

@@ -121,8 +121,9 @@ def test_genre_without_positives_has_no_auc_and_no_crash() -> None:
 
 
 def test_candidate_overrides_the_run_params(prepared_sample: Path, glove_module: str, cache, tmp_path) -> None:
+    from tasks.candidates import best_candidate
     from tasks.config import RunConfig, Settings
-    from tasks.train import best_candidate, train_candidate
+    from tasks.train import train_candidate
 
     settings = Settings(model_dir=tmp_path, artifacts_dir=tmp_path, dataset_url="x", data_root=tmp_path)
     run_config = RunConfig.from_params({"epochs": 2}, settings)

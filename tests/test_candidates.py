@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tasks.candidates import EXTRA_DIR, TRAINING_RECORD_FILE, plan_candidates
 from tasks.config import DEFAULT_GENRES, RunConfig, Settings
 from tasks.embedding_cache import EmbeddingCache
-from tasks.warm_start import EXTRA_DIR, TRAINING_RECORD_FILE, plan_candidates
 
 ARCHITECTURE = {"wide": True, "hidden_units": 16, "dropout": 0.5, "vocabulary_size": 20_000}
 

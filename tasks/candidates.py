@@ -1,4 +1,5 @@
-"""Which models a run trains: every candidate configuration from scratch, or the served model fine-tuned.
+"""Which models a run trains (every candidate configuration from scratch, or the served model
+fine-tuned), and which one goes on. Light on purpose: the tasks that call it import no TensorFlow.
 
 A weekly retrain mostly sees last week's movies plus a few new ones. Fine-tuning the served model's head
 for a few epochs costs a fraction of a full candidate search and ends at the same quality, so a run
@@ -15,6 +16,7 @@ model it started from.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +67,11 @@ def warm_start_source(config: RunConfig, served_dir: Path, embedding_fingerprint
         log.info("training from scratch, not from served version %d: %s", version, "; ".join(reasons))
         return None
     return {**record, "version": version, "path": str(path)}
+
+
+def best_candidate(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The candidate with the best validation micro-AUC (the test split stays unseen until evaluation)."""
+    best = max(summaries, key=lambda summary: summary["validation_auc_micro"])
+    ranking = [{"candidate": s["candidate"], "validation_auc_micro": s["validation_auc_micro"]} for s in summaries]
+    log.info("selected candidate %s of %s", best["candidate"], ranking)
+    return {**best, "candidates": ranking}
