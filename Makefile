@@ -43,10 +43,11 @@ test: venv system-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-# Benchmarks (not tests): embedding throughput TF vs numpy, cold vs warm retrain on the shared sample.
+# Benchmarks (not tests), about 45 minutes on 2 cores: DAG parse, embedding throughput, Airflow against
+# direct, scale to 200k rows, warm against cold. Prints the table and writes BENCHMARKS.md.
+# Smaller: make bench BENCH_ARGS="--repeats 1 --sizes 10000 50000".
 bench: venv
-	$(BIN)/python bench/bench_embedding.py
-	$(BIN)/python bench/bench_retrain.py
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .airflow artifacts models
