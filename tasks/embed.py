@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from tasks.embedding_cache import EmbeddingCache, embed_with_cache
+from tasks.embedding_cache import EmbeddingCache, fill_cache
 from tasks.prepare import MOVIES_FILE
 
 log = logging.getLogger(__name__)
@@ -42,5 +42,5 @@ class ModuleEmbedder:
 def embed_dataset(prepared_dir: Path, module_handle: str, cache: EmbeddingCache) -> dict[str, Any]:
     """Make sure every overview in `prepared_dir` has a cached vector; return what was computed."""
     texts = pq.read_table(prepared_dir / MOVIES_FILE, columns=["overview"]).column("overview").to_pylist()
-    _, stats = embed_with_cache(texts, ModuleEmbedder(module_handle), cache)
+    stats = fill_cache(texts, ModuleEmbedder(module_handle), cache)
     return {**stats, "module_fingerprint": cache.module_fingerprint}

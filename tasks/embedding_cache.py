@@ -3,9 +3,9 @@
 The embedding module is frozen, so a text's vector never changes while the module does not: a weekly
 retrain only needs to embed new or changed descriptions. The cache of one module is a folder of shard
 files (`<fingerprint>/<shard>.npz`), each holding the sha256 keys of its texts, their float32 vectors
-and a checksum. A run adds one new shard, written under a temporary name and renamed, so two runs
-writing at once never touch the same file. A shard that fails to load or to verify is set aside and
-its texts are embedded again.
+and a checksum. A run adds new shards (one per 20,000 new texts), each written under a temporary name
+and renamed, so two runs writing at once never touch the same file. A shard that fails to load or to
+verify is set aside and its texts are embedded again.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import re
 import uuid
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 KEY_BYTES = 32
 EMBED_BATCH_SIZE = 256
+SHARD_TEXTS = 20_000  # 40 MB of 512-d vectors a shard: what the embed stage holds at most
 
 Embedder = Callable[[list[str]], np.ndarray]
 
@@ -60,6 +61,15 @@ class EmbeddingCache:
     def load(self) -> dict[bytes, np.ndarray]:
         """Every cached vector of this module, by text key; corrupt shards are set aside."""
         vectors: dict[bytes, np.ndarray] = {}
+        for keys, values in self._shards():
+            vectors.update(zip((bytes(k) for k in keys), values, strict=True))
+        return vectors
+
+    def keys(self) -> set[bytes]:
+        """The keys of every cached vector (each shard verified, one at a time)."""
+        return {bytes(key) for keys, _ in self._shards() for key in keys}
+
+    def _shards(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for shard in sorted(self.folder.glob("*.npz")):
             try:
                 keys, values = _read_shard(shard)
@@ -67,8 +77,7 @@ class EmbeddingCache:
                 log.warning("embedding cache shard %s is unreadable (%s): setting it aside", shard, err)
                 shard.replace(shard.with_suffix(".corrupt"))
                 continue
-            vectors.update(zip((bytes(k) for k in keys), values, strict=True))
-        return vectors
+            yield keys, values
 
     def add(self, keys: Sequence[bytes], vectors: np.ndarray) -> Path | None:
         """Store new vectors as one new shard."""
@@ -90,17 +99,48 @@ def embed_with_cache(texts: Sequence[str], embed: Embedder, cache: EmbeddingCach
     """Vectors for `texts` in order: cached ones read, the others computed with `embed` and cached."""
     keys = [text_key(text) for text in texts]
     known = cache.load()
+    missing = _missing(keys, texts, known)
+    for chunk_keys, vectors in _embed_and_store(missing, embed, cache):
+        known.update(zip(chunk_keys, vectors, strict=True))
+    return np.stack([known[key] for key in keys]).astype(np.float32), _stats(keys, missing)
+
+
+def fill_cache(texts: Sequence[str], embed: Embedder, cache: EmbeddingCache) -> dict[str, int]:
+    """Embed and cache what the cache lacks of `texts`, a shard at a time: memory holds one shard's
+    vectors, not all of them."""
+    keys = [text_key(text) for text in texts]
+    missing = _missing(keys, texts, cache.keys())
+    for _ in _embed_and_store(missing, embed, cache):
+        pass
+    return _stats(keys, missing)
+
+
+def _missing(keys: Sequence[bytes], texts: Sequence[str], known: Container[bytes]) -> dict[bytes, str]:
     missing: dict[bytes, str] = {}
     for key, text in zip(keys, texts, strict=True):
         if key not in known:
             missing.setdefault(key, text)
-    if missing:
-        computed = np.concatenate([embed(batch) for batch in _batches(list(missing.values()), EMBED_BATCH_SIZE)])
-        cache.add(list(missing), computed)
-        known.update(zip(missing, computed, strict=True))
-    stats = {"texts": len(texts), "from_cache": len(set(keys) - set(missing)), "computed": len(missing)}
+    return missing
+
+
+def _embed_and_store(
+    missing: dict[bytes, str], embed: Embedder, cache: EmbeddingCache
+) -> Iterator[tuple[list[bytes], np.ndarray]]:
+    """Embed `missing` texts and store them, one shard of SHARD_TEXTS at a time; yield each shard."""
+    items = list(missing.items())
+    for start in range(0, len(items), SHARD_TEXTS):
+        chunk = items[start : start + SHARD_TEXTS]
+        texts = [text for _, text in chunk]
+        vectors = np.concatenate([embed(batch) for batch in _batches(texts, EMBED_BATCH_SIZE)])
+        keys = [key for key, _ in chunk]
+        cache.add(keys, vectors)
+        yield keys, vectors
+
+
+def _stats(keys: Sequence[bytes], missing: dict[bytes, str]) -> dict[str, int]:
+    stats = {"texts": len(keys), "from_cache": len(set(keys) - set(missing)), "computed": len(missing)}
     log.info("embeddings: %s", stats)
-    return np.stack([known[key] for key in keys]).astype(np.float32), stats
+    return stats
 
 
 def _read_shard(shard: Path) -> tuple[np.ndarray, np.ndarray]:

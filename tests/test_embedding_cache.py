@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tasks.embed import ModuleEmbedder, embed_dataset
-from tasks.embedding_cache import EmbeddingCache, embed_with_cache
+from tasks.embedding_cache import EmbeddingCache, embed_with_cache, fill_cache
 
 pytestmark = pytest.mark.slow
 
@@ -88,6 +88,22 @@ def test_embed_stage_fills_the_cache_for_every_prepared_movie(
     second = embed_dataset(prepared_sample, glove_module, cache)
     assert first["computed"] > 0 and first["from_cache"] == 0
     assert second["computed"] == 0 and second["from_cache"] == first["computed"]
+
+
+def test_filling_a_large_cache_writes_a_shard_at_a_time(
+    glove_module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tasks.embedding_cache.SHARD_TEXTS", 3)
+    texts = [f"Movie {number}: a story of {word}." for number, word in enumerate(["love", "war", "ghosts"] * 3)]
+    cache = EmbeddingCache(tmp_path, "fp")
+    embedder = CountingEmbedder(glove_module)
+    assert fill_cache([*texts, texts[0]], embedder, cache) == {"texts": 10, "from_cache": 0, "computed": 9}
+    assert len(list(cache.folder.glob("*.npz"))) == 3, "nine new texts, three to a shard"
+    assert len(cache.keys()) == 9
+    assert fill_cache(texts, embedder, cache)["computed"] == 0 and len(embedder.embedded) == 9
+    cached, stats = embed_with_cache(texts, embedder, cache)
+    assert stats["from_cache"] == 9
+    np.testing.assert_allclose(cached, ModuleEmbedder(glove_module)(texts), atol=1e-6)  # batch order rounding
 
 
 class _Payload:
