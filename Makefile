@@ -43,7 +43,7 @@ test: venv system-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-# Benchmarks (not tests), about 45 minutes on 2 cores: DAG parse, embedding throughput, Airflow against
+# Benchmarks (not tests), about 40 minutes on 2 cores: DAG parse, embedding throughput, Airflow against
 # direct, scale to 200k rows, warm against cold. Prints the table and writes BENCHMARKS.md.
 # Smaller: make bench BENCH_ARGS="--repeats 1 --sizes 10000 50000".
 bench: venv
