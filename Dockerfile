@@ -5,11 +5,11 @@
 #
 # The DAGs and the project's code are copied in, so the image runs on its own; docker-compose.yaml also
 # mounts dags/, tasks/, orchestration/ and expectations/ over the copies for development.
-ARG AIRFLOW_IMAGE=apache/airflow:3.3.0-python3.11
+ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11
 FROM ${AIRFLOW_IMAGE}
 
 # Keep Airflow at the image's version whatever the requirements pull in.
-ARG AIRFLOW_VERSION=3.3.0
+ARG AIRFLOW_VERSION=3.3.2
 ENV PROJECT_DIR=/opt/airflow/project
 # Created by the airflow user, so that the editable install below can write its metadata there.
 RUN mkdir -p "${PROJECT_DIR}"

@@ -28,7 +28,7 @@ from tasks.embedding_cache import EmbeddingCache
 
 
 def run_pipeline(settings: Settings, config: RunConfig, run_id: str, isolate: bool = False) -> list[dict[str, Any]]:
-    """Run every stage up to promotion and the report; the timeline of (stage, start, end, summary).
+    """Run every stage up to promotion, then the report; the timeline of (stage, start, end, summary).
     `isolate`: each stage in a process of its own, forked from this light one (as Airflow's executors
     run each task), so a stage's peak memory is its own."""
     run_dir = settings.run_dir(run_id)
@@ -105,7 +105,6 @@ def run_pipeline(settings: Settings, config: RunConfig, run_id: str, isolate: bo
             max_drop=config.max_auc_drop,
         ),
     )
-    timed("report", lambda: stage("report").write_report(run_dir, model_dir, settings.served_model_dir))
     checked = timed("serving_check", lambda: stage("serving_check").check_serving(model_dir))
     stages = {
         "embedding_module": embedding,
@@ -118,7 +117,7 @@ def run_pipeline(settings: Settings, config: RunConfig, run_id: str, isolate: bo
         "gate": decision,
         "serving_check": checked,
     }
-    timed(
+    promoted = timed(
         "promote",
         lambda: stage("promote").promote_model(
             model_dir,
@@ -127,6 +126,17 @@ def run_pipeline(settings: Settings, config: RunConfig, run_id: str, isolate: bo
             actor=f"bench:{run_id}",
             reason=decision["reason"],
             keep_versions=config.keep_versions,
+        ),
+    )
+    timed(
+        "report",
+        lambda: stage("report").write_report(
+            run_dir,
+            model_dir,
+            settings.served_model_dir,
+            dag_id="bench",
+            run_id=run_id,
+            version=promoted["version"],
         ),
     )
     return timeline

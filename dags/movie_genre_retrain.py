@@ -2,8 +2,9 @@
 
 download → prepare → validate (data gate) → embed → candidates → train (one mapped task per
 candidate: every configuration from scratch, or the served model fine-tuned, see `tasks.candidates`) →
-select_model (best on validation) → evaluate → gate (model gate) → serving_check → promote; report
-(report.html) runs after the gate whatever it decided.
+select_model (best on validation) → evaluate → gate (model gate) → serving_check → promote. Then,
+whatever happened, report (report.html) and gate_alert (the alert of a failed quality gate, which
+points at that report). Both are teardown tasks, so the run's state is the pipeline's, not theirs.
 
 `embedding_module` (the project's own module, built once and cached, unless a module is given) feeds
 embed, train and evaluate. Wiring only: each task calls one stage function from `tasks/`, which imports
@@ -17,10 +18,30 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import TriggerRule, dag, task
+from airflow.sdk import dag, get_current_context, task
 
-from orchestration.wiring import DEFAULT_TASK_ARGS, run_context, stage, trigger_form
-from tasks.config import EXPECTATIONS_DIR
+from orchestration.wiring import (
+    DEFAULT_TASK_ARGS,
+    finished_summary,
+    run_context,
+    stage_summaries,
+    stage_task,
+    trigger_form,
+)
+from tasks.config import EXPECTATIONS_DIR, PARAM_SCHEMAS
+
+# The stage summaries a promoted version's manifest records: {stage: the task that wrote it}.
+MANIFEST_STAGES = {
+    "embedding_module": "embedding_module",
+    "download": "download",
+    "prepare": "prepare",
+    "validate": "validate",
+    "embed": "embed",
+    "train": "select_model",
+    "evaluate": "evaluate",
+    "gate": "gate",
+    "serving_check": "serving_check",
+}
 
 
 @dag(
@@ -30,14 +51,13 @@ from tasks.config import EXPECTATIONS_DIR
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    params=trigger_form(),
+    params=trigger_form(PARAM_SCHEMAS),
     default_args=DEFAULT_TASK_ARGS,
     tags=["ml", "movie-genre"],
     doc_md=__doc__,
 )
 def movie_genre_retrain() -> None:
-    @task
-    @stage
+    @stage_task()
     def embedding_module() -> dict[str, Any]:
         from tasks.embedding_module import ensure_default_module, module_fingerprint
 
@@ -47,8 +67,7 @@ def movie_genre_retrain() -> None:
             return {"path": handle, "fingerprint": module_fingerprint(handle)}
         return ensure_default_module(run.settings.embedding_modules_dir)
 
-    @task
-    @stage
+    @stage_task()
     def download() -> dict[str, Any]:
         from tasks.download import DownloadPolicy, download_dataset
 
@@ -56,8 +75,7 @@ def movie_genre_retrain() -> None:
         policy = DownloadPolicy(data_root=run.settings.data_root, max_bytes=run.config.max_download_bytes)
         return download_dataset(run.config.dataset_url, run.dir / "raw", policy)
 
-    @task
-    @stage
+    @stage_task()
     def prepare(downloaded: dict[str, Any]) -> dict[str, Any]:
         from tasks.prepare import prepare_dataset
 
@@ -70,8 +88,7 @@ def movie_genre_retrain() -> None:
             run.config.validation_fraction,
         )
 
-    @task(retries=0)
-    @stage
+    @stage_task(retries=0)
     def validate(prepared: dict[str, Any]) -> dict[str, Any]:
         from tasks.validate import validate_dataset
 
@@ -80,8 +97,7 @@ def movie_genre_retrain() -> None:
             Path(prepared["path"]), EXPECTATIONS_DIR, run.dir / "validation", {"min_rows": run.config.min_rows}
         )
 
-    @task
-    @stage
+    @stage_task()
     def embed(prepared: dict[str, Any], embedding: dict[str, Any]) -> dict[str, Any]:
         from tasks.embed import embed_dataset
 
@@ -95,8 +111,7 @@ def movie_genre_retrain() -> None:
         run = run_context()
         return plan_candidates(run.config, run.settings.served_model_dir, embedding["fingerprint"])
 
-    @task
-    @stage
+    @stage_task()
     def train(candidate: dict[str, Any], prepared: dict[str, Any], embedding: dict[str, Any]) -> dict[str, Any]:
         from tasks.train import train_candidate
 
@@ -110,15 +125,13 @@ def movie_genre_retrain() -> None:
             run.embedding_cache(embedding),
         )
 
-    @task
-    @stage
+    @stage_task()
     def select_model(trained: list[dict[str, Any]]) -> dict[str, Any]:
         from tasks.candidates import best_candidate
 
         return best_candidate(list(trained))
 
-    @task
-    @stage
+    @stage_task()
     def evaluate(trained: dict[str, Any], prepared: dict[str, Any], embedding: dict[str, Any]) -> dict[str, Any]:
         from tasks.evaluate import evaluate_model
 
@@ -131,8 +144,7 @@ def movie_genre_retrain() -> None:
             run.embedding_cache(embedding),
         )
 
-    @task(retries=0)
-    @stage
+    @stage_task(retries=0)
     def gate(evaluation: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
         from tasks.gate import check_model_gate
 
@@ -146,29 +158,18 @@ def movie_genre_retrain() -> None:
             max_drop=run.config.max_auc_drop,
         )
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
-    @stage
-    def report(selected: dict[str, Any] | None) -> dict[str, Any]:
-        from tasks.report import write_report
-
-        run = run_context()
-        model_dir = Path(selected["model_path"]) if selected else None
-        return write_report(run.dir, model_dir, run.settings.served_model_dir)
-
-    @task(retries=0)
-    @stage
+    @stage_task(retries=0)
     def serving_check(trained: dict[str, Any]) -> dict[str, Any]:
         from tasks.serving_check import check_serving
 
         return check_serving(Path(trained["model_path"]))
 
-    @task
-    @stage
-    def promote(trained: dict[str, Any], decision: dict[str, Any], stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    @stage_task()
+    def promote(trained: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
         from tasks.promote import build_manifest, promote_model
 
         run = run_context()
-        manifest = build_manifest(run.run_id, asdict(run.config), stages)
+        manifest = build_manifest(run.run_id, asdict(run.config), stage_summaries(MANIFEST_STAGES))
         return promote_model(
             Path(trained["model_path"]),
             run.settings.served_model_dir,
@@ -177,6 +178,27 @@ def movie_genre_retrain() -> None:
             reason=decision["reason"],
             keep_versions=run.config.keep_versions,
         )
+
+    @stage_task()
+    def report() -> dict[str, Any]:
+        from tasks.report import write_report
+
+        run = run_context()
+        selected, promoted = finished_summary("select_model"), finished_summary("promote")
+        return write_report(
+            run.dir,
+            Path(selected["model_path"]) if selected else None,
+            run.settings.served_model_dir,
+            dag_id=get_current_context()["dag"].dag_id,
+            run_id=run.run_id,
+            version=promoted["version"] if promoted else None,
+        )
+
+    @task(multiple_outputs=False)
+    def gate_alert() -> dict[str, Any]:
+        from orchestration.alerts import alert_failed_gate
+
+        return alert_failed_gate(get_current_context(), run_context().dir)
 
     embedding = embedding_module()
     downloaded = download()
@@ -188,21 +210,12 @@ def movie_genre_retrain() -> None:
     trained = select_model(trained_candidates)
     evaluation = evaluate(trained, prepared, embedding)
     decision = gate(evaluation, prepared)
-    decision >> report(trained)
     checked = serving_check(trained)
     decision >> checked
-    stages = {
-        "embedding_module": embedding,
-        "download": downloaded,
-        "prepare": prepared,
-        "validate": validated,
-        "embed": embedded,
-        "train": trained,
-        "evaluate": evaluation,
-        "gate": decision,
-        "serving_check": checked,
-    }
-    promote(trained, decision, stages)
+    promoted = promote(trained, decision)
+    checked >> promoted
+    # Teardowns: they run whatever happened upstream, and the run's state stays the pipeline's.
+    promoted >> report().as_teardown() >> gate_alert().as_teardown()
 
 
 movie_genre_retrain()

@@ -2,7 +2,7 @@
 
 python -m tasks predict "a description" …     top genres from the served model
 python -m tasks models                        promoted versions, their metrics, which is served
-python -m tasks rollback --to N               re-publish version N as the newest
+python -m tasks rollback [--to N]             re-publish version N (default: the previous one) as the newest
 python -m tasks build-embedding-module use-m3|glove-6b-50d OUT_DIR
 python -m tasks serving-check MODEL_DIR       call a SavedModel's signature in this process
 """
@@ -14,6 +14,7 @@ import getpass
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from tasks.config import PARAM_SCHEMAS, Settings
 from tasks.errors import PermanentError
@@ -29,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--top", type=int, default=2)
     commands.add_parser("models", help="list promoted versions")
     rollback = commands.add_parser("rollback", help="re-publish an earlier version as the newest")
-    rollback.add_argument("--to", type=int, required=True, dest="version")
+    rollback.add_argument(
+        "--to", type=int, default=None, dest="version", help="version to serve again (default: the previous one)"
+    )
     rollback.add_argument("--reason", default="manual rollback from the command line")
     rollback.add_argument("--keep", type=int, default=PARAM_SCHEMAS["keep_versions"]["default"])
     build = commands.add_parser(
@@ -59,9 +62,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
                 print(f"  {genre}: {probability:.3f}")
             print(f"  predicted genres: {', '.join(prediction.genres) or 'none above its threshold'}")
     elif args.command == "models":
-        from tasks.rollback import list_models
+        from tasks.rollback import empty_registry_message, list_models
 
-        _print_models(list_models(settings.served_model_dir))
+        rows = list_models(settings.served_model_dir)
+        print(_models_table(rows) if rows else empty_registry_message(settings.served_model_dir))
     elif args.command == "rollback":
         from tasks.rollback import rollback_model
 
@@ -72,7 +76,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
             reason=args.reason,
             keep_versions=args.keep,
         )
-        print(f"version {result['rollback_of']} is now served as version {result['version']}")
+        print(_rollback_outcome(result))
     elif args.command == "build-embedding-module":
         from tasks.embedding_module import build_module
 
@@ -83,17 +87,23 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         print(json.dumps(check_in_this_process(args.model_dir)))
 
 
-def _print_models(rows: list[dict]) -> None:
-    if not rows:
-        print("no promoted versions")
-        return
-    print(f"{'version':>7}  {'served':<6}  {'auc_micro':>9}  {'auc_macro':>9}  {'published':<25}  origin")
+def _models_table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'version':>7}  {'served':<6}  {'auc_micro':>9}  {'auc_macro':>9}  {'published':<25}  origin"]
     for row in rows:
         origin = f"rollback of {row['rollback_of']}" if row["rollback_of"] else (row["dag_run_id"] or "")
-        print(
+        lines.append(
             f"{row['version']:>7}  {'*' if row['serving'] else '':<6}  {_number(row['auc_micro']):>9}  "
             f"{_number(row['auc_macro']):>9}  {row['published_at'] or '':<25}  {origin}"
         )
+    return "\n".join(lines)
+
+
+def _rollback_outcome(result: dict[str, Any]) -> str:
+    retired = ", ".join(str(v) for v in result["retired"]) or "none"
+    return (
+        f"version {result['rollback_of']} is now served as version {result['version']} "
+        f"(it replaces version {result['previously_served']}); retired by retention: {retired}"
+    )
 
 
 def _number(value: float | None) -> str:

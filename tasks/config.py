@@ -7,10 +7,11 @@ form, and `RunConfig.from_params` checks against the same schema when a stage ru
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ class Settings:
     data_root: Path  # a local dataset (path or file://) must lie below it
     alert_emails: tuple[str, ...] = ()  # failure alert recipients (with the smtp_default connection)
     alert_sender: str = DEFAULT_ALERT_SENDER
+    # Site defaults of run params (GENRE_PARAM_DEFAULTS, a JSON object), over the schemas' own defaults.
+    site_param_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -59,7 +62,17 @@ class Settings:
             ).resolve(),
             alert_emails=tuple(a.strip() for a in environ.get("GENRE_ALERT_EMAILS", "").split(",") if a.strip()),
             alert_sender=environ.get("GENRE_ALERT_FROM", "").strip() or DEFAULT_ALERT_SENDER,
+            site_param_defaults=_site_param_defaults(environ.get("GENRE_PARAM_DEFAULTS", "")),
         )
+
+    def param_defaults(self, schemas: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """The default of each param in `schemas`: the site's, else the environment's dataset, else the
+        schema's. What the trigger form shows, and what a param left empty (null) means."""
+        defaults = {name: schema.get("default") for name, schema in schemas.items()}
+        if "dataset_url" in defaults:
+            defaults["dataset_url"] = self.dataset_url or None
+        defaults.update({k: v for k, v in self.site_param_defaults.items() if k in defaults})
+        return defaults
 
     def run_dir(self, run_id: str) -> Path:
         """The artifact folder of one DAG run; the run id is reduced to characters safe in a path."""
@@ -85,13 +98,19 @@ class Settings:
 # A JSON-schema pattern prefix: no ".." path segment and no control character anywhere in the value.
 NO_DOT_DOT = r"^(?!.*(^|[/\\])\.\.([/\\]|$))(?!.*[\x00-\x1f\x7f])"
 
-# JSON schema of each run param, with its default and the description the trigger form shows.
+# The trigger form's sections, in reading order.
+DATA, DATA_GATE, TRAINING, MODEL_GATE, REGISTRY = "Data", "Data gate", "Training", "Model gate", "Registry"
+
+# JSON schema of each retrain param, in the form's reading order, with its default, its section and the
+# description the trigger form shows. `null` is always accepted too (see `nullable`) and means the default.
 PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "dataset_url": {
+        "default": None,  # from $MOVIES_DATASET_URL (Settings.param_defaults)
         "type": "string",
         "maxLength": 2048,
         # http(s)://, file:// or a path; any other scheme (ftp:, gopher:, data:, ...) is refused.
         "pattern": NO_DOT_DOT + "(https?://|file://|[^:]*$)",
+        "section": DATA,
         "description": "Where to download movies_metadata.csv (plain or gzip): http(s)://, file:// or a local "
         "path below $GENRE_DATA_ROOT. Defaults to $MOVIES_DATASET_URL.",
     },
@@ -99,49 +118,31 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "default": 1 << 30,
         "type": "integer",
         "minimum": 1,
+        "section": DATA,
         "description": "Abort a download whose CSV (after decompression) is larger than this.",
     },
-    "auc_threshold": {
-        "default": 0.8,
+    "test_fraction": {
+        "default": 0.2,
         "type": "number",
-        "minimum": 0,
-        "maximum": 1,
-        "description": "Model gate: promote only if the gate metric on the test split is at least this.",
+        "minimum": 0.05,
+        "maximum": 0.5,
+        "section": DATA,
+        "description": "Share of movies in the test split (chosen by a stable hash of the movie id).",
     },
-    "max_auc_drop": {
-        "default": 0.005,
+    "validation_fraction": {
+        "default": 0.1,
         "type": "number",
-        "minimum": 0,
-        "maximum": 1,
-        "description": "Model gate: refuse a model worse than the one in production by more than this.",
-    },
-    "keep_versions": {
-        "default": 5,
-        "type": "integer",
-        "minimum": 1,
-        "maximum": 1000,
-        "description": "Retention: promoted versions to keep (the served one and rollback sources are always kept).",
-    },
-    "gate_metric": {
-        "default": "auc_micro",
-        "type": "string",
-        "enum": ["auc_micro", "auc_macro"],
-        "description": "Which ROC AUC the model gate compares with auc_threshold.",
+        "minimum": 0.05,
+        "maximum": 0.3,
+        "section": DATA,
+        "description": "Share of movies held out of training for early stopping and decision thresholds.",
     },
     "min_rows": {
         "default": 1000,
         "type": "integer",
         "minimum": 1,
+        "section": DATA_GATE,
         "description": "Data gate: fewest CSV records, and fewest movies left after filtering, to train on.",
-    },
-    "embedding_module": {
-        "default": "",
-        "type": "string",
-        "maxLength": 2048,
-        # http(s):// or a path without ".." segments or control characters; no other scheme.
-        "pattern": NO_DOT_DOT + r"(https?://|[^:]*$)",
-        "description": "TF Hub text-embedding module: a handle or a local SavedModel folder. "
-        "Empty: the project's own module, built locally once.",
     },
     "genres": {
         "default": list(DEFAULT_GENRES),
@@ -158,42 +159,18 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "minItems": 1,
         "maxItems": 100,
         "uniqueItems": True,
+        "section": TRAINING,
         "description": "Genres the model predicts, in output order.",
     },
-    "epochs": {
-        "default": 60,
-        "type": "integer",
-        "minimum": 1,
-        "maximum": 500,
-        "description": "Most training epochs; early stopping on the validation split usually ends sooner.",
-    },
-    "batch_size": {
-        "default": 64,
-        "type": "integer",
-        "minimum": 1,
-        "maximum": 4096,
-        "description": "Training batch size.",
-    },
-    "hidden_units": {
-        "default": 256,
-        "type": "integer",
-        "minimum": 1,
-        "maximum": 4096,
-        "description": "Width of the dense layer between the embedding and the outputs.",
-    },
-    "learning_rate": {
-        "default": 0.001,
-        "type": "number",
-        "exclusiveMinimum": 0,
-        "maximum": 1,
-        "description": "Adam learning rate.",
-    },
-    "test_fraction": {
-        "default": 0.2,
-        "type": "number",
-        "minimum": 0.05,
-        "maximum": 0.5,
-        "description": "Share of movies in the test split (chosen by a stable hash of the movie id).",
+    "embedding_module": {
+        "default": None,
+        "type": "string",
+        "maxLength": 2048,
+        # http(s):// or a path without ".." segments or control characters; no other scheme.
+        "pattern": NO_DOT_DOT + r"(https?://|[^:]*$)",
+        "section": TRAINING,
+        "description": "TF Hub text-embedding module: a handle or a local SavedModel folder. "
+        "Empty: the project's own module, built locally once.",
     },
     "candidates": {
         "default": [{"wide": True}, {"wide": False}],
@@ -210,31 +187,159 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
                 "dropout": {"type": "number", "minimum": 0, "maximum": 0.9},
             },
         },
-        "description": "Model configurations trained side by side (each overrides the training params above); "
+        "section": TRAINING,
+        "description": "Model configurations trained side by side (each overrides the training params below); "
         "the best on the validation split goes to the model gate. wide: add the TF-IDF branch.",
+    },
+    "epochs": {
+        "default": 60,
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 500,
+        "section": TRAINING,
+        "description": "Most training epochs; early stopping on the validation split usually ends sooner.",
+    },
+    "batch_size": {
+        "default": 64,
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 4096,
+        "section": TRAINING,
+        "description": "Training batch size.",
+    },
+    "hidden_units": {
+        "default": 256,
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 4096,
+        "section": TRAINING,
+        "description": "Width of the dense layer between the embedding and the outputs.",
+    },
+    "learning_rate": {
+        "default": 0.001,
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": 1,
+        "section": TRAINING,
+        "description": "Adam learning rate.",
+    },
+    "seed": {
+        "default": 42,
+        "type": "integer",
+        "minimum": 0,
+        "section": TRAINING,
+        "description": "Random seed for weight initialisation and shuffling.",
     },
     "max_warm_starts": {
         "default": 3,
         "type": "integer",
         "minimum": 0,
         "maximum": 52,
+        "section": TRAINING,
         "description": "Runs in a row that fine-tune the served model (same genres and embedding) for a few epochs "
         "instead of training every candidate from scratch; the next run trains from scratch. 0: always from scratch.",
     },
-    "validation_fraction": {
-        "default": 0.1,
-        "type": "number",
-        "minimum": 0.05,
-        "maximum": 0.3,
-        "description": "Share of movies held out of training for early stopping and decision thresholds.",
+    "gate_metric": {
+        "default": "auc_micro",
+        "type": "string",
+        "enum": ["auc_micro", "auc_macro"],
+        "section": MODEL_GATE,
+        "description": "Which ROC AUC the model gate compares with auc_threshold.",
     },
-    "seed": {
-        "default": 42,
-        "type": "integer",
+    "auc_threshold": {
+        "default": 0.8,
+        "type": "number",
         "minimum": 0,
-        "description": "Random seed for weight initialisation and shuffling.",
+        "maximum": 1,
+        "section": MODEL_GATE,
+        "description": "Model gate: promote only if the gate metric on the test split is at least this.",
+    },
+    "max_auc_drop": {
+        "default": 0.005,
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1,
+        "section": MODEL_GATE,
+        "description": "Model gate: refuse a model worse than the one in production by more than this.",
+    },
+    "keep_versions": {
+        "default": 5,
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 1000,
+        "section": REGISTRY,
+        "description": "Retention: promoted versions to keep (the served one and rollback sources are always kept).",
     },
 }
+
+# The rollback DAG's params. Left empty, `version` means the version served before the current one.
+ROLLBACK_PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "version": {
+        "default": None,
+        "type": "integer",
+        "minimum": 1,
+        "section": REGISTRY,
+        "description": "The promoted version to serve again. Empty: the version served before the current one.",
+    },
+    "reason": {
+        "default": "manual rollback",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 500,
+        "section": REGISTRY,
+        "description": "Why: kept in the history.",
+    },
+    "keep_versions": PARAM_SCHEMAS["keep_versions"],
+}
+
+
+def nullable(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """`schema` that also admits null: the trigger form's (and JSON schema's) way to make a field optional.
+    Every value that is not null still meets the bounds, pattern and enum."""
+    widened = {key: value for key, value in schema.items() if key != "default"}
+    widened["type"] = [schema["type"], "null"]
+    if "enum" in schema:
+        widened["enum"] = [*schema["enum"], None]
+    return widened
+
+
+def resolve_params(
+    schemas: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Each param's value: the one given, or its default where it is missing or null; checked against its
+    schema. A bad value is refused with the param's name."""
+    import jsonschema
+
+    unknown = set(params) - set(schemas)
+    if unknown:
+        raise ConfigError(f"unknown params: {', '.join(sorted(unknown))}")
+    values = {name: defaults[name] if params.get(name) is None else params[name] for name in schemas}
+    for name, schema in schemas.items():
+        if values[name] is None:
+            continue
+        try:
+            jsonschema.validate(values[name], {k: v for k, v in schema.items() if k != "default"})
+        except jsonschema.ValidationError as err:
+            raise ConfigError(f"param {name}={values[name]!r}: {err.message}") from None
+    return values
+
+
+def _site_param_defaults(text: str) -> dict[str, Any]:
+    """GENRE_PARAM_DEFAULTS: a JSON object of param defaults for this deployment, e.g. {"epochs": 20}."""
+    if not text.strip():
+        return {}
+    try:
+        defaults = json.loads(text)
+    except ValueError as err:
+        raise ConfigError(f"GENRE_PARAM_DEFAULTS is not JSON: {err}") from None
+    if not isinstance(defaults, dict):
+        raise ConfigError("GENRE_PARAM_DEFAULTS must be a JSON object of param names and values")
+    unknown = set(defaults) - set(PARAM_SCHEMAS) - set(ROLLBACK_PARAM_SCHEMAS)
+    if unknown:
+        raise ConfigError(f"GENRE_PARAM_DEFAULTS names unknown params: {', '.join(sorted(unknown))}")
+    for schemas in (PARAM_SCHEMAS, ROLLBACK_PARAM_SCHEMAS):
+        resolve_params(schemas, {k: v for k, v in defaults.items() if k in schemas}, {k: None for k in schemas})
+    return defaults
 
 
 @dataclass(frozen=True)
@@ -248,7 +353,7 @@ class RunConfig:
     keep_versions: int
     gate_metric: str
     min_rows: int
-    embedding_module: str
+    embedding_module: str | None  # None: the project's own module
     genres: tuple[str, ...]
     epochs: int
     batch_size: int
@@ -262,22 +367,24 @@ class RunConfig:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], settings: Settings) -> RunConfig:
-        """Check `params` against PARAM_SCHEMAS; missing params take their defaults."""
-        import jsonschema
-
-        unknown = set(params) - set(PARAM_SCHEMAS)
-        if unknown:
-            raise ConfigError(f"unknown params: {', '.join(sorted(unknown))}")
-        values = {name: schema.get("default") for name, schema in PARAM_SCHEMAS.items()}
-        values["dataset_url"] = settings.dataset_url
-        values.update({name: value for name, value in params.items() if value is not None})
-        for name, schema in PARAM_SCHEMAS.items():
-            try:
-                jsonschema.validate(values[name], schema)
-            except jsonschema.ValidationError as err:
-                raise ConfigError(f"param {name}={values[name]!r}: {err.message}") from None
+        """Check `params` against PARAM_SCHEMAS; missing or null params take their defaults."""
+        values = resolve_params(PARAM_SCHEMAS, params, settings.param_defaults(PARAM_SCHEMAS))
         if not values["dataset_url"]:
             raise ConfigError("no dataset: pass the dataset_url param or set MOVIES_DATASET_URL")
         values["genres"] = tuple(values["genres"])
         values["candidates"] = tuple(values["candidates"])
         return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class RollbackConfig:
+    """The rollback DAG's params, checked. `version` None: the version served before the current one."""
+
+    version: int | None
+    reason: str
+    keep_versions: int
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], settings: Settings) -> RollbackConfig:
+        values = resolve_params(ROLLBACK_PARAM_SCHEMAS, params, settings.param_defaults(ROLLBACK_PARAM_SCHEMAS))
+        return cls(**values)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from email.message import Message
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.alerts import (
+from orchestration.alerts import (
     MAX_REASON_CHARS,
     Alert,
+    QualityGateFailed,
     alert_from_context,
     artifact_paths,
     build_alert,
@@ -58,18 +60,34 @@ def test_build_alert_names_dag_run_step_reason_and_paths(tmp_path: Path) -> None
     )
     assert alert.subject == "[movie_genre_retrain] model gate failed in run manual__2026-01-05T00:00:00+00:00"
     assert "The DAG run failed at the model gate." in alert.body
-    assert "DAG:     movie_genre_retrain" in alert.body
-    assert "Run:     manual__2026-01-05T00:00:00+00:00" in alert.body
-    assert "Failed:  model gate (task gate, try 1)" in alert.body
-    assert f"Reason:  {MODEL_GATE_REASON}" in alert.body
-    assert f"Artifacts:{tmp_path}" in alert.body
+    assert "DAG: movie_genre_retrain" in alert.body
+    assert "Run: manual__2026-01-05T00:00:00+00:00" in alert.body
+    assert "Failed: model gate (task gate, try 1)" in alert.body
+    assert f"Reason: {MODEL_GATE_REASON}" in alert.body
+    assert f"Artifacts: {tmp_path}" in alert.body
+
+
+def test_every_line_of_an_alert_reads_on_its_own(tmp_path: Path) -> None:
+    alert = build_alert(
+        dag_id="movie_genre_retrain",
+        run_id="r",
+        task_id="gate",
+        try_number=None,
+        reason=MODEL_GATE_REASON,
+        paths={"Report": tmp_path / "report.html", "Data Docs": tmp_path / "index.html", "Artifacts": tmp_path},
+        figures=["auc_micro 0.7000 < auc_threshold 0.9900", "served version 2: auc_micro 0.8900"],
+    )
+    lines = [line for line in alert.body.splitlines()[1:] if line]
+    assert all(re.fullmatch(r"[A-Z][A-Za-z ]*: \S.*", line) for line in lines), lines
+    assert "Figure: served version 2: auc_micro 0.8900" in lines
+    assert f"Report: {tmp_path / 'report.html'}" in lines
 
 
 def test_build_alert_for_an_ordinary_task_and_long_reason() -> None:
     alert = build_alert(dag_id="d", run_id="r", task_id="train", try_number=4, reason="x" * (MAX_REASON_CHARS + 50))
     assert alert.subject == "[d] task train failed in run r"
     assert "The DAG run failed: task train failed." in alert.body
-    assert "Failed:  task train (try 4)" in alert.body
+    assert "Failed: task train (try 4)" in alert.body
     assert "x" * MAX_REASON_CHARS + " … (truncated; see the task log)" in alert.body
     assert "x" * (MAX_REASON_CHARS + 1) not in alert.body
 
@@ -77,15 +95,15 @@ def test_build_alert_for_an_ordinary_task_and_long_reason() -> None:
         body = build_alert(dag_id="d", run_id="r", task_id=task_id, try_number=None, reason="why").body
         return next(line for line in body.splitlines() if line.startswith("Failed:"))
 
-    assert failed_line("train") == "Failed:  task train"
-    assert failed_line("serving_check") == "Failed:  serving check (task serving_check)"
+    assert failed_line("train") == "Failed: task train"
+    assert failed_line("serving_check") == "Failed: serving check (task serving_check)"
 
 
 def test_describe_error() -> None:
-    class AirflowFailException(Exception):  # noqa: N818 - Airflow's name: its text already names the error
-        pass
+    from airflow.sdk.exceptions import AirflowFailException
 
     assert describe_error(AirflowFailException(DATA_GATE_REASON)) == DATA_GATE_REASON
+    assert describe_error(QualityGateFailed(MODEL_GATE_REASON)) == MODEL_GATE_REASON
     assert describe_error(ValueError("bad value")) == "ValueError: bad value"
     assert describe_error(TimeoutError()) == "TimeoutError"
     assert describe_error("already text") == "already text"
@@ -98,7 +116,11 @@ def test_artifact_paths_list_only_reports_that_exist(tmp_path: Path) -> None:
     docs.parent.mkdir(parents=True)
     docs.write_text("<html></html>")
     (tmp_path / "report.html").write_text("<html></html>")
-    assert artifact_paths(tmp_path) == {"Artifacts": tmp_path, "Data Docs": docs, "Report": tmp_path / "report.html"}
+    assert list(artifact_paths(tmp_path).items()) == [
+        ("Report", tmp_path / "report.html"),
+        ("Data Docs", docs),
+        ("Artifacts", tmp_path),
+    ]
 
 
 def test_alert_from_context_uses_the_run_artifact_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,10 +139,10 @@ def test_alert_from_context_uses_the_run_artifact_folder(tmp_path: Path, monkeyp
         {"ti": TI(), "run_id": "manual__2026-01-05T00:00:00+00:00", "exception": RuntimeError("boom")}
     )
     assert alert.subject == "[movie_genre_retrain] data gate failed in run manual__2026-01-05T00:00:00+00:00"
-    assert f"Artifacts:{run_dir}" in alert.body
-    assert f"Data Docs:{docs}" in alert.body
+    assert f"Artifacts: {run_dir}" in alert.body
+    assert f"Data Docs: {docs}" in alert.body
     assert "Report:" not in alert.body
-    assert "Reason:  RuntimeError: boom" in alert.body
+    assert "Reason: RuntimeError: boom" in alert.body
 
 
 def test_email_and_slack_rendering_escape_markup() -> None:
@@ -260,19 +282,19 @@ def test_data_gate_failure_emails_and_posts_to_slack(
     assert message["From"] == "airflow@example.org"
     body = _body_text(message)
     assert "The DAG run failed at the data gate." in body
-    assert f"Run:     {run_id}" in body
-    assert "Failed:  data gate (task validate, try 1)" in body
+    assert f"Run: {run_id}" in body
+    assert "Failed: data gate (task validate, try 1)" in body
     assert "DataGateError: data gate failed: 2 expectation(s) not met" in body
     assert "expect_table_row_count_to_be_between(min_value=1000000)" in body
-    assert f"Artifacts:{run_dir}" in body
-    assert f"Data Docs:{run_dir / 'validation' / 'data_docs' / 'index.html'}" in body
+    assert f"Artifacts: {run_dir}" in body
+    assert f"Data Docs: {run_dir / 'validation' / 'data_docs' / 'index.html'}" in body
 
     assert len(webhook.requests) == 1
     path, payload = webhook.requests[0]
     assert path == "/services/T000/B000/XXXX"
     assert payload["text"].startswith(f"*{subject}*")
     assert DATA_GATE_REASON in payload["text"]
-    assert f"Artifacts:{run_dir}" in payload["text"]
+    assert f"Artifacts: {run_dir}" in payload["text"]
 
 
 @pytest.mark.slow
@@ -302,15 +324,15 @@ def test_model_gate_failure_posts_to_slack_only(
 def test_without_channels_the_alert_is_logged_and_the_run_fails_cleanly(
     airflow_db: Path, alert_env: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="tasks.alerts"):
+    with caplog.at_level(logging.INFO, logger="orchestration.alerts"):
         run_state, ti_state, run_id = _run(_failing_dag("alerts_no_channel", "serving_check", "ServingError: no"))
 
     assert (run_state, ti_state) == ("failed", "failed")
-    warnings = [r for r in caplog.records if r.name == "tasks.alerts" and r.levelno == logging.WARNING]
+    warnings = [r for r in caplog.records if r.name == "orchestration.alerts" and r.levelno == logging.WARNING]
     assert len(warnings) == 1, caplog.text
     logged = warnings[0].getMessage()
     assert f"[alerts_no_channel] serving check failed in run {run_id}" in logged
-    assert "Reason:  ServingError: no" in logged
+    assert "Reason: ServingError: no" in logged
     assert "Artifacts:" in logged
     assert "Failed to run task callback" not in caplog.text
 

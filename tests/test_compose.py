@@ -140,7 +140,7 @@ def test_the_deployment_services_exist(resolved: dict[str, Any]) -> None:
 
 def test_the_image_is_the_official_one_plus_the_project() -> None:
     dockerfile = DOCKERFILE.read_text()
-    assert re.search(r"^ARG AIRFLOW_IMAGE=apache/airflow:3\.3\.0-python3\.11$", dockerfile, re.M)
+    assert re.search(r"^ARG AIRFLOW_IMAGE=apache/airflow:3\.3\.2-python3\.11$", dockerfile, re.M)
     assert re.search(r"^FROM \$\{AIRFLOW_IMAGE\}$", dockerfile, re.M)
     assert re.search(r"pip install .*-r \"?\$\{PROJECT_DIR\}/requirements\.txt", dockerfile)
     assert "pip install --no-cache-dir --no-deps -e" in dockerfile

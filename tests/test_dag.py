@@ -40,9 +40,25 @@ def test_stages_run_in_order(dag) -> None:
     for upstream, downstream in itertools.pairwise(STAGES):
         assert upstream in dag.get_task(downstream).upstream_task_ids, f"{upstream} must precede {downstream}"
     assert "embedding_module" in dag.get_task("train").upstream_task_ids
-    assert set(dag.task_ids) == {*STAGES, "embedding_module", "candidates", "report"}
-    assert dag.get_task("report").upstream_task_ids == {"gate", "select_model"}
-    assert dag.get_task("report").trigger_rule == "all_done", "the report is written whatever the gate decided"
+    assert set(dag.task_ids) == {*STAGES, "embedding_module", "candidates", "report", "gate_alert"}
+
+
+def test_report_then_gate_alert_run_whatever_happened_without_deciding_the_run_state(dag) -> None:
+    assert dag.get_task("report").upstream_task_ids == {"promote"}
+    assert dag.get_task("gate_alert").upstream_task_ids == {"report"}, "a gate's alert points at the report"
+    for task_id in ("report", "gate_alert"):
+        task = dag.get_task(task_id)
+        assert task.is_teardown and not task.on_failure_fail_dagrun, task_id
+        assert task.trigger_rule == "all_done_setup_success" and not task.upstream_list[0].is_setup
+
+
+def test_graph_shows_the_flow_not_an_edge_from_every_stage(dag) -> None:
+    assert dag.get_task("promote").upstream_task_ids == {"gate", "select_model", "serving_check"}
+
+
+def test_each_summary_is_one_xcom(dag) -> None:
+    for task in dag.tasks:
+        assert task.multiple_outputs is False, task.task_id
 
 
 def test_gates_do_not_retry(dag) -> None:

@@ -95,6 +95,7 @@ def test_weekly_life_champion_challenger_and_rollback(dag, dirs, inbox, sample_c
     assert sorted(int(p.name) for p in served.iterdir() if p.name.isdigit()) == [1, 2]
     (alert,) = _alert_texts(inbox)
     assert "failed at the model gate" in alert and "worse than the champion (version 2" in alert
+    assert f"Report: {runs[-1] / 'report.html'}" in alert, "the alert went out after the report"
 
     from airflow.dag_processing.dagbag import DagBag
 
@@ -107,12 +108,22 @@ def test_weekly_life_champion_challenger_and_rollback(dag, dirs, inbox, sample_c
     assert history[-1]["reason"] == "week 2 misbehaves" and history[-1]["by"].startswith("dag_run:")
 
 
-def test_model_gate_failure_promotes_nothing(dag, dirs, sample_csv: Path, glove_module: str) -> None:
+def test_model_gate_failure_promotes_nothing_and_alerts_after_the_report(
+    dag, dirs, inbox, sample_csv: Path, glove_module: str
+) -> None:
     states = _run(dag, _quick(sample_csv, auc_threshold=0.99, embedding_module=glove_module))
     assert states["run"] == "failed"
     assert states["evaluate"] == "success" and states["gate"] == "failed"
     assert states["promote"] == "upstream_failed"
+    assert states["report"] == "success" and states["gate_alert"] == "success"
     assert not (dirs["models"] / "movie_genre").exists() or not any((dirs["models"] / "movie_genre").iterdir())
+    run_dir = next((dirs["artifacts"] / "runs").iterdir())
+    (alert,) = _alert_texts(inbox)
+    assert "The DAG run failed at the model gate." in alert
+    assert "DAG: movie_genre_retrain" in alert and "Failed: model gate (task gate)" in alert
+    assert "Figure: " in alert and "auc_threshold 0.9900" in alert
+    assert f"Report: {run_dir / 'report.html'}" in alert and (run_dir / "report.html").is_file()
+    assert f"Data Docs: {run_dir / 'validation' / 'data_docs' / 'index.html'}" in alert
 
 
 def test_data_gate_failure_stops_before_training(dag, dirs, inbox, sample_csv: Path, glove_module: str) -> None:
@@ -123,9 +134,10 @@ def test_data_gate_failure_stops_before_training(dag, dirs, inbox, sample_csv: P
     assert (run_dir / "validation" / "data_docs" / "index.html").is_file(), "Data Docs kept for diagnosis"
     assert not (dirs["models"] / "movie_genre").exists()
     (alert,) = _alert_texts(inbox)
-    assert "failed at the data gate" in alert
-    assert "expect_table_row_count_to_be_between(min_value=100000)" in alert
-    assert str(run_dir / "validation" / "data_docs" / "index.html") in alert
+    assert "failed at the data gate" in alert and "Failed: data gate (task validate)" in alert
+    assert "expect_table_row_count_to_be_between" in alert and "100000" in alert
+    assert f"Data Docs: {run_dir / 'validation' / 'data_docs' / 'index.html'}" in alert
+    assert f"Report: {run_dir / 'report.html'}" in alert and (run_dir / "report.html").is_file()
 
 
 def test_cli_predict_without_a_model_says_so(tmp_path: Path) -> None:

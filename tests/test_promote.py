@@ -108,7 +108,7 @@ def test_rollback_republishes_as_newest_and_retention_keeps_the_right_folders(ex
     for run in "abc":
         _promote(exported, served, run, keep=3, metrics={"auc_micro": 0.8})
     result = rollback_model(served, 1, actor="cli:test", reason="v3 misbehaves", keep_versions=3)
-    assert result == {"version": 4, "rollback_of": 1, "retired": []}
+    assert result == {"version": 4, "rollback_of": 1, "previously_served": 3, "retired": []}
     registry = ModelRegistry(served)
     assert registry.serving_version() == 4 and registry.manifest(4)["rollback_of"] == 1
     assert registry.manifest(4)["dag_run_id"] == "a"
@@ -138,6 +138,72 @@ def test_rollback_to_a_missing_version_is_refused(exported: Path, tmp_path: Path
     assert ModelRegistry(served).versions() == [1]
 
 
+def test_rollback_without_a_version_serves_the_previous_one(exported: Path, tmp_path: Path) -> None:
+    served = tmp_path / "movie_genre"
+    for run in "abc":
+        _promote(exported, served, run)
+    result = rollback_model(served, None, actor="cli", reason="v3 misbehaves", keep_versions=5)
+    assert result == {"version": 4, "rollback_of": 2, "previously_served": 3, "retired": []}
+    assert ModelRegistry(served).manifest(4)["dag_run_id"] == "b"
+    # Served now: 4, a copy of 2. The previous one is 3: a second rollback undoes the first.
+    assert rollback_model(served, None, actor="cli", reason="undo", keep_versions=5)["rollback_of"] == 3
+
+
+def test_rollback_without_a_version_needs_two_versions(exported: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "models" / "movie_genre"
+    with pytest.raises(ConfigError) as raised:
+        rollback_model(missing, None, actor="cli", reason="x", keep_versions=5)
+    assert (
+        str(raised.value) == f"nothing to roll back to: no promoted versions in {missing} (the folder does not exist)"
+    )
+    assert not missing.exists(), "a refused rollback creates no folder"
+    _promote(exported, missing)
+    history = (missing / HISTORY_FILE).read_bytes()
+    with pytest.raises(ConfigError, match="nothing to roll back to: version 1 is the only promoted version"):
+        rollback_model(missing, None, actor="cli", reason="x", keep_versions=5)
+    assert ModelRegistry(missing).versions() == [1] and (missing / HISTORY_FILE).read_bytes() == history
+
+
+def _refused(served: Path, version: int | None, message: str) -> None:
+    """The rollback fails with `message`, publishes nothing and leaves the history byte for byte."""
+    versions, history = ModelRegistry(served).versions(), (served / HISTORY_FILE).read_bytes()
+    with pytest.raises(ConfigError) as raised:
+        rollback_model(served, version, actor="cli", reason="x", keep_versions=5)
+    assert str(raised.value) == message
+    assert ModelRegistry(served).versions() == versions and (served / HISTORY_FILE).read_bytes() == history
+
+
+def test_rollback_to_the_served_version_is_refused(exported: Path, tmp_path: Path) -> None:
+    served = tmp_path / "movie_genre"
+    _promote(exported, served, "a")
+    _promote(exported, served, "b")
+    _refused(served, 2, "version 2 is already served")
+
+
+def test_rollback_to_the_version_a_served_rollback_copies_is_refused(exported: Path, tmp_path: Path) -> None:
+    served = tmp_path / "movie_genre"
+    _promote(exported, served, "a")
+    _promote(exported, served, "b")
+    rollback_model(served, 1, actor="cli", reason="v2 misbehaves", keep_versions=5)
+    _refused(served, 1, "version 1 is already served (as version 3, a rollback of it)")
+
+
+def test_rollback_to_a_model_served_through_other_rollbacks_is_refused(exported: Path, tmp_path: Path) -> None:
+    served = tmp_path / "movie_genre"
+    _promote(exported, served, "a")
+    _promote(exported, served, "b")
+    rollback_model(served, 1, actor="cli", reason="x", keep_versions=5)  # 3 = copy of 1
+    _promote(exported, served, "c")  # 4
+    rollback_model(served, 3, actor="cli", reason="x", keep_versions=5)  # 5 = copy of 3, itself a copy of 1
+    _refused(
+        served, 1, "version 1 is already served (as version 5, a rollback of version 3, which is a rollback of it)"
+    )
+    _promote(exported, served, "d")  # 6
+    rollback_model(served, 1, actor="cli", reason="x", keep_versions=5)  # 7 = copy of 1
+    _refused(served, 3, "version 3 is already served (as version 7: both are copies of version 1)")
+    assert rollback_model(served, 6, actor="cli", reason="x", keep_versions=5)["version"] == 8
+
+
 def test_manifest_records_origin_code_and_packages() -> None:
     stages = {name: {"seconds": 1.5} for name in ("download", "prepare", "evaluate", "gate", "embedding_module")}
     manifest = build_manifest("run-1", {"epochs": 3}, stages)
@@ -159,7 +225,7 @@ def test_cli_models_and_rollback(exported: Path, tmp_path: Path) -> None:
         text=True,
         check=True,
     )
-    assert "version 1 is now served as version 3" in rollback.stdout
+    assert "version 1 is now served as version 3 (it replaces version 2)" in rollback.stdout
     listing = subprocess.run([sys.executable, "-m", "tasks", "models"], env=env, capture_output=True, text=True)
     lines = listing.stdout.splitlines()
     assert "0.8712" in lines[1] and "weekly-1" in lines[1]

@@ -79,7 +79,8 @@ def test_report_opens_from_disk(trained: dict, prepared_sample: Path, glove_modu
     run_dir = tmp_path / "run"
     shutil.copytree(Path(trained["model_path"]), run_dir / "model")
     evaluate_model(run_dir / "model", prepared_sample, run_dir, glove_module, cache)
-    page = Path(write_report(run_dir, run_dir / "model", tmp_path / "served")["path"]).read_text()
+    report = write_report(run_dir, run_dir / "model", tmp_path / "served", dag_id="dag", run_id="run", version=None)
+    page = Path(report["path"]).read_text()
     assert page.count("data:image/png;base64,") == 3, "ROC, precision-recall and version history plots"
     assert "tfidf_logreg" in page and "The model beats the best baseline" in page
     assert all(text[:40] in page for text in ARTICLE_DESCRIPTIONS)
@@ -140,4 +141,4 @@ def test_candidate_overrides_the_run_params(prepared_sample: Path, glove_module:
 def test_report_of_a_run_that_stopped_early(tmp_path: Path) -> None:
     from tasks.report import write_report
 
-    assert write_report(tmp_path, None, tmp_path / "served")["path"] is None
+    assert write_report(tmp_path, None, tmp_path / "served", dag_id="dag", run_id="run", version=None)["path"] is None

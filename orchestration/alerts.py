@@ -1,28 +1,37 @@
 """Failure alerts: e-mail (SMTP provider) and a Slack incoming webhook, through Airflow notifiers.
 
-`notify_failure(context)` is a task-level `on_failure_callback`: Airflow calls it once a task has failed
-for good (after its retries). It names the DAG, the run, the failed gate or task, the reason (the
-exception text) and the run's artifact folder, then sends that through each configured channel:
+Two kinds, one message format (every line "Label: value", readable on its own):
+
+- `notify_failure(context)` is a task-level `on_failure_callback`: Airflow calls it once a task has
+  failed for good (after its retries). It names the DAG, the run, the failed task, the reason (the
+  exception text) and the run's artifacts. A quality gate's failure (`QualityGateFailed`) is not sent
+  from there: the run's report is not written yet.
+- `notify_gate_failure(context, outcome, run_dir)` is called by the DAG's `gate_alert` task, after the
+  report: it names the failed gate, its figures against their thresholds, report.html and the Data Docs.
+
+Each alert goes through every configured channel:
 
 - e-mail through `SmtpNotifier`, when the `smtp_default` connection exists and `GENRE_ALERT_EMAILS`
   (comma-separated, read by `tasks.config.Settings`) names recipients; the sender is `GENRE_ALERT_FROM`;
 - Slack through `SlackWebhookNotifier`, when the `slack_webhook` connection exists.
 
-Without a channel the alert is logged (WARNING). The callback never raises: a broken mail server must
-not hide why the run failed. Secrets stay in the Airflow connections and are never logged here.
-
-Airflow is imported only inside the functions that use it, so `tasks/` imports without Airflow; the
-message itself is built by plain functions from plain fields.
+Without a channel the alert is logged (WARNING). Sending never raises: a broken mail server must not
+hide why the run failed. Secrets stay in the Airflow connections and are never logged here. The
+providers are imported only when an alert is sent, so DAG files stay fast to parse.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from tasks.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +40,12 @@ SLACK_CONN_ID = "slack_webhook"
 # Tasks that are gates or checks get their own name in an alert; any other task is "task <id>".
 STEP_NAMES = {"validate": "data gate", "gate": "model gate", "serving_check": "serving check"}
 # Artifacts an alert points to when the run wrote them, relative to the run's artifact folder.
-REPORT_FILES = {"Data Docs": "validation/data_docs/index.html", "Report": "report.html"}
+REPORT_FILES = {"Report": "report.html", "Data Docs": "validation/data_docs/index.html"}
 MAX_REASON_CHARS = 4000
+
+
+class QualityGateFailed(AirflowFailException):
+    """A data or model gate refused the run: no retry, and the alert waits for the run's report."""
 
 
 @dataclass(frozen=True)
@@ -54,16 +67,15 @@ def describe_error(error: BaseException | str | None) -> str:
     if isinstance(error, str):
         return error
     text = str(error)
-    if type(error).__name__ == "AirflowFailException" and text:
+    if isinstance(error, AirflowFailException) and text:
         return text
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def artifact_paths(run_dir: Path) -> dict[str, Path]:
-    """The run's artifact folder and, where present, its Data Docs and report."""
-    paths = {"Artifacts": run_dir}
-    paths.update({label: run_dir / rel for label, rel in REPORT_FILES.items() if (run_dir / rel).is_file()})
-    return paths
+    """The run's report and Data Docs where present, then its artifact folder."""
+    paths = {label: run_dir / rel for label, rel in REPORT_FILES.items() if (run_dir / rel).is_file()}
+    return {**paths, "Artifacts": run_dir}
 
 
 def build_alert(
@@ -74,6 +86,7 @@ def build_alert(
     try_number: int | None,
     reason: str,
     paths: Mapping[str, Path | str] | None = None,
+    figures: Sequence[str] = (),
 ) -> Alert:
     """Subject and plain-text body of a failure alert."""
     step = step_name(task_id)
@@ -84,14 +97,15 @@ def build_alert(
     lines = [
         f"The DAG run failed at the {step}." if is_step else f"The DAG run failed: {step} failed.",
         "",
-        f"DAG:     {dag_id}",
-        f"Run:     {run_id}",
-        f"Failed:  {step}" + (f" ({', '.join(details)})" if details else ""),
-        f"Reason:  {reason}",
+        f"DAG: {dag_id}",
+        f"Run: {run_id}",
+        f"Failed: {step}" + (f" ({', '.join(details)})" if details else ""),
+        f"Reason: {reason}",
+        *(f"Figure: {figure}" for figure in figures),
     ]
     if paths:
         lines.append("")
-        lines += [f"{label + ':':<10}{path}" for label, path in paths.items()]
+        lines += [f"{label}: {path}" for label, path in paths.items()]
     return Alert(subject=f"[{dag_id}] {step} failed in run {run_id}", body="\n".join(lines) + "\n")
 
 
@@ -110,14 +124,15 @@ def slack_text(alert: Alert) -> str:
     return f"*{escape(alert.subject)}*\n```\n{body}```"
 
 
-def alert_from_context(context: Mapping[str, Any]) -> Alert:
-    """Build the alert from an Airflow task context (a mapping; no Airflow import needed)."""
-    from tasks.config import Settings
-
+def alert_from_context(
+    context: Mapping[str, Any], *, gate_task_id: str | None = None, reason: str = "", figures: Sequence[str] = ()
+) -> Alert:
+    """Build the alert from an Airflow task context: its failed task, run and exception. For a gate's
+    alert, sent from another task, `gate_task_id`, `reason` and `figures` say what failed."""
     ti = context.get("ti") or context.get("task_instance")
     dag_run = context.get("dag_run")
     dag = context.get("dag")
-    task_id = str(getattr(ti, "task_id", None) or getattr(context.get("task"), "task_id", "?"))
+    task_id = gate_task_id or str(getattr(ti, "task_id", None) or getattr(context.get("task"), "task_id", "?"))
     dag_id = str(getattr(dag, "dag_id", None) or getattr(ti, "dag_id", "?"))
     run_id = str(context.get("run_id") or getattr(dag_run, "run_id", "?"))
     try:
@@ -129,9 +144,10 @@ def alert_from_context(context: Mapping[str, Any]) -> Alert:
         dag_id=dag_id,
         run_id=run_id,
         task_id=task_id,
-        try_number=getattr(ti, "try_number", None),
-        reason=describe_error(context.get("exception")),
+        try_number=None if gate_task_id else getattr(ti, "try_number", None),
+        reason=reason or describe_error(context.get("exception")),
         paths=paths,
+        figures=figures,
     )
 
 
@@ -151,24 +167,63 @@ def _connection_exists(conn_id: str) -> bool:
 
 
 def notify_failure(context: Mapping[str, Any]) -> None:
-    """Task `on_failure_callback`: send the alert through every configured channel; never raises."""
+    """Task `on_failure_callback`: send the alert through every configured channel; never raises.
+    A quality gate's failure is left to `notify_gate_failure`, which runs after the report."""
+    if isinstance(context.get("exception"), QualityGateFailed):
+        log.info("quality gate failed: the gate_alert task sends the alert once the report is written")
+        return
     try:
         alert = alert_from_context(context)
     except Exception:
         log.exception("could not build the failure alert")
         return
-    sent: list[str] = []
-    from tasks.config import Settings
+    send_alert(alert, context)
 
+
+def alert_failed_gate(context: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The `gate_alert` task, after the report: if a quality gate refused this run, alert with its figures,
+    report.html and the Data Docs. Also says, where a person reads it, when no channel is configured."""
+    from tasks.report import gate_failure
+
+    if not configured_channels():
+        log.warning(NO_CHANNEL, SMTP_CONN_ID, SLACK_CONN_ID)
+    failure = gate_failure(run_dir)
+    if failure is None:
+        log.info("no quality gate failed in this run: no alert")
+        return {"gate_failed": None, "sent_by": []}
+    task_id = next(task for task, name in STEP_NAMES.items() if name == failure["gate"])
+    alert = alert_from_context(context, gate_task_id=task_id, reason=failure["reason"], figures=failure["figures"])
+    return {"gate_failed": failure["gate"], "sent_by": send_alert(alert, context)}
+
+
+def configured_channels() -> list[str]:
+    """The channels an alert would go through now: 'e-mail' and/or 'Slack'."""
+    channels = []
+    if Settings.from_env().alert_emails and _connection_exists(SMTP_CONN_ID):
+        channels.append("e-mail")
+    if _connection_exists(SLACK_CONN_ID):
+        channels.append("Slack")
+    return channels
+
+
+NO_CHANNEL = (
+    "no alert channel is configured, so alerts are only logged: add the %s connection and set "
+    "GENRE_ALERT_EMAILS for e-mail, or add a %s connection (type slackwebhook) for Slack"
+)
+
+
+def send_alert(alert: Alert, context: Mapping[str, Any]) -> list[str]:
+    """Send `alert` through every configured channel; the channels it went through. Never raises."""
+    sent: list[str] = []
     settings = Settings.from_env()
-    recipients = list(settings.alert_emails)
-    if recipients and _connection_exists(SMTP_CONN_ID):
+    channels = configured_channels()
+    if "e-mail" in channels:
         try:
             from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
             # notify(), not __call__: __call__ would render the exception text as a Jinja template.
             SmtpNotifier(
-                to=recipients,
+                to=list(settings.alert_emails),
                 from_email=settings.alert_sender,
                 subject=alert.subject,
                 html_content=email_html(alert),
@@ -177,7 +232,7 @@ def notify_failure(context: Mapping[str, Any]) -> None:
             sent.append("e-mail")
         except Exception as err:
             log.error("failure alert by e-mail failed: %s: %s", type(err).__name__, err)
-    if _connection_exists(SLACK_CONN_ID):
+    if "Slack" in channels:
         try:
             from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
@@ -189,10 +244,10 @@ def notify_failure(context: Mapping[str, Any]) -> None:
         log.info("failure alert sent by %s: %s", " and ".join(sent), alert.subject)
     else:
         log.warning(
-            "failure alert not sent (no channel configured or reachable: set the %s connection and "
-            "GENRE_ALERT_EMAILS, or a %s connection):\n%s\n%s",
+            "failure alert not sent (" + NO_CHANNEL + "):\n%s\n%s",
             SMTP_CONN_ID,
             SLACK_CONN_ID,
             alert.subject,
             alert.body,
         )
+    return sent
