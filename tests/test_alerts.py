@@ -7,10 +7,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterator
-from datetime import datetime
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -373,3 +377,85 @@ def test_connection_secrets_are_never_logged(
     assert "failure alert sent by Slack: [alerts_secret_refused] task train failed" in logs
     assert SMTP_PASSWORD not in logs
     assert SLACK_TOKEN not in logs
+
+
+@contextmanager
+def http_server(statuses: list[int]) -> Iterator[str]:
+    """A real HTTP server on loopback answering each GET with the next status (the last one repeats);
+    a 200 carries a small CSV."""
+    answered: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status = statuses[min(len(answered), len(statuses) - 1)]
+            answered.append(status)
+            body = b"id,overview,genres\n1,A film.,[]\n" if status == 200 else b"unavailable"
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/movies.csv"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _download_dag(dag_id: str, url: str, out_dir: Path):
+    """One download task with the project's task defaults and callback, retried at once (no delay)."""
+    from airflow.sdk import DAG
+
+    from orchestration.wiring import DEFAULT_TASK_ARGS, stage_task
+    from tasks.download import DownloadPolicy, download_dataset
+
+    retried_at_once = {"retries": 2, "retry_delay": timedelta(0), "retry_exponential_backoff": False}
+    with DAG(
+        dag_id=dag_id,
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        default_args={**DEFAULT_TASK_ARGS, **retried_at_once},
+    ) as dag:
+
+        @stage_task()
+        def download() -> dict[str, Any]:
+            return download_dataset(url, out_dir, DownloadPolicy(data_root=out_dir, max_bytes=1 << 20))
+
+        download()
+    return dag
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("statuses", "expected_state", "alerts"),
+    [([503], "failed", 1), ([503, 200], "success", 0)],
+    ids=["fails-every-try", "succeeds-on-retry"],
+)
+def test_a_retried_download_alerts_once_and_only_when_it_fails_for_good(
+    airflow_db: Path,
+    alert_env: Path,
+    smtp_inbox: SmtpInbox,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    statuses: list[int],
+    expected_state: str,
+    alerts: int,
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_connection(smtp_inbox.port))
+    monkeypatch.setenv("GENRE_ALERT_EMAILS", "ml-team@example.org")
+    dag_id = f"alerts_download_{expected_state}"
+    with http_server(statuses) as url:
+        run_state, ti_state, _ = _run(_download_dag(dag_id, url, tmp_path / "raw"))
+
+    assert (run_state, ti_state) == (expected_state, expected_state)
+    assert len(smtp_inbox.messages) == alerts
+    if alerts:
+        body = _body_text(smtp_inbox.messages[0])
+        assert "Failed: task download (try 3)" in body and "503" in body
