@@ -1,8 +1,10 @@
 """All configuration, read in one place.
 
-`Settings` comes from the environment (where things live); `RunConfig` comes from a run's params (what
-to do). `PARAM_SCHEMAS` is the JSON schema of every param: the DAG turns it into the Airflow trigger
-form, and `RunConfig.from_params` checks against the same schema when a stage runs without Airflow.
+`Settings` comes from the environment (where things live); `RunConfig` (and the rollback DAG's
+`RollbackConfig`) comes from a run's params (what to do). Each param is declared once, as a field of its
+config class with its JSON schema, default, form section and description. `PARAM_SCHEMAS` is derived
+from those fields: the DAG turns it into the Airflow trigger form, and `RunConfig.from_params` checks
+against the same schema when a stage runs, resolving `null` (an empty form field) to the default.
 """
 
 from __future__ import annotations
@@ -101,197 +103,6 @@ NO_DOT_DOT = r"^(?!.*(^|[/\\])\.\.([/\\]|$))(?!.*[\x00-\x1f\x7f])"
 # The trigger form's sections, in reading order.
 DATA, DATA_GATE, TRAINING, MODEL_GATE, REGISTRY = "Data", "Data gate", "Training", "Model gate", "Registry"
 
-# JSON schema of each retrain param, in the form's reading order, with its default, its section and the
-# description the trigger form shows. `null` is always accepted too (see `nullable`) and means the default.
-PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
-    "dataset_url": {
-        "default": None,  # from $MOVIES_DATASET_URL (Settings.param_defaults)
-        "type": "string",
-        "maxLength": 2048,
-        # http(s)://, file:// or a path; any other scheme (ftp:, gopher:, data:, ...) is refused.
-        "pattern": NO_DOT_DOT + "(https?://|file://|[^:]*$)",
-        "section": DATA,
-        "description": "Where to download movies_metadata.csv (plain or gzip): http(s)://, file:// or a local "
-        "path below $GENRE_DATA_ROOT. Defaults to $MOVIES_DATASET_URL.",
-    },
-    "max_download_bytes": {
-        "default": 1 << 30,
-        "type": "integer",
-        "minimum": 1,
-        "section": DATA,
-        "description": "Abort a download whose CSV (after decompression) is larger than this.",
-    },
-    "test_fraction": {
-        "default": 0.2,
-        "type": "number",
-        "minimum": 0.05,
-        "maximum": 0.5,
-        "section": DATA,
-        "description": "Share of movies in the test split (chosen by a stable hash of the movie id).",
-    },
-    "validation_fraction": {
-        "default": 0.1,
-        "type": "number",
-        "minimum": 0.05,
-        "maximum": 0.3,
-        "section": DATA,
-        "description": "Share of movies held out of training for early stopping and decision thresholds.",
-    },
-    "min_rows": {
-        "default": 1000,
-        "type": "integer",
-        "minimum": 1,
-        "section": DATA_GATE,
-        "description": "Data gate: fewest CSV records, and fewest movies left after filtering, to train on.",
-    },
-    "genres": {
-        "default": list(DEFAULT_GENRES),
-        "type": "array",
-        # A genre names a Parquet column and a line of labels.txt: no control characters, no path
-        # separators, not one of the other columns.
-        "items": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 100,
-            "pattern": r"^[^\x00-\x1f\x7f/\\]+$",
-            "not": {"enum": ["id", "overview", "split"]},
-        },
-        "minItems": 1,
-        "maxItems": 100,
-        "uniqueItems": True,
-        "section": TRAINING,
-        "description": "Genres the model predicts, in output order.",
-    },
-    "embedding_module": {
-        "default": None,
-        "type": "string",
-        "maxLength": 2048,
-        # http(s):// or a path without ".." segments or control characters; no other scheme.
-        "pattern": NO_DOT_DOT + r"(https?://|[^:]*$)",
-        "section": TRAINING,
-        "description": "TF Hub text-embedding module: a handle or a local SavedModel folder. "
-        "Empty: the project's own module, built locally once.",
-    },
-    "candidates": {
-        "default": [{"wide": True}, {"wide": False}],
-        "type": "array",
-        "minItems": 1,
-        "maxItems": 8,
-        "items": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "wide": {"type": "boolean"},
-                "hidden_units": {"type": "integer", "minimum": 1, "maximum": 4096},
-                "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-                "dropout": {"type": "number", "minimum": 0, "maximum": 0.9},
-            },
-        },
-        "section": TRAINING,
-        "description": "Model configurations trained side by side (each overrides the training params below); "
-        "the best on the validation split goes to the model gate. wide: add the TF-IDF branch.",
-    },
-    "epochs": {
-        "default": 60,
-        "type": "integer",
-        "minimum": 1,
-        "maximum": 500,
-        "section": TRAINING,
-        "description": "Most training epochs; early stopping on the validation split usually ends sooner.",
-    },
-    "batch_size": {
-        "default": 64,
-        "type": "integer",
-        "minimum": 1,
-        "maximum": 4096,
-        "section": TRAINING,
-        "description": "Training batch size.",
-    },
-    "hidden_units": {
-        "default": 256,
-        "type": "integer",
-        "minimum": 1,
-        "maximum": 4096,
-        "section": TRAINING,
-        "description": "Width of the dense layer between the embedding and the outputs.",
-    },
-    "learning_rate": {
-        "default": 0.001,
-        "type": "number",
-        "exclusiveMinimum": 0,
-        "maximum": 1,
-        "section": TRAINING,
-        "description": "Adam learning rate.",
-    },
-    "seed": {
-        "default": 42,
-        "type": "integer",
-        "minimum": 0,
-        "section": TRAINING,
-        "description": "Random seed for weight initialisation and shuffling.",
-    },
-    "max_warm_starts": {
-        "default": 3,
-        "type": "integer",
-        "minimum": 0,
-        "maximum": 52,
-        "section": TRAINING,
-        "description": "Runs in a row that fine-tune the served model (same genres and embedding) for a few epochs "
-        "instead of training every candidate from scratch; the next run trains from scratch. 0: always from scratch.",
-    },
-    "gate_metric": {
-        "default": "auc_micro",
-        "type": "string",
-        "enum": ["auc_micro", "auc_macro"],
-        "section": MODEL_GATE,
-        "description": "Which ROC AUC the model gate compares with auc_threshold.",
-    },
-    "auc_threshold": {
-        "default": 0.8,
-        "type": "number",
-        "minimum": 0,
-        "maximum": 1,
-        "section": MODEL_GATE,
-        "description": "Model gate: promote only if the gate metric on the test split is at least this.",
-    },
-    "max_auc_drop": {
-        "default": 0.005,
-        "type": "number",
-        "minimum": 0,
-        "maximum": 1,
-        "section": MODEL_GATE,
-        "description": "Model gate: refuse a model worse than the one in production by more than this.",
-    },
-    "keep_versions": {
-        "default": 5,
-        "type": "integer",
-        "minimum": 1,
-        "maximum": 1000,
-        "section": REGISTRY,
-        "description": "Retention: promoted versions to keep (the served one and rollback sources are always kept).",
-    },
-}
-
-# The rollback DAG's params. Left empty, `version` means the version served before the current one.
-ROLLBACK_PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
-    "version": {
-        "default": None,
-        "type": "integer",
-        "minimum": 1,
-        "section": REGISTRY,
-        "description": "The promoted version to serve again. Empty: the version served before the current one.",
-    },
-    "reason": {
-        "default": "manual rollback",
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 500,
-        "section": REGISTRY,
-        "description": "Why: kept in the history.",
-    },
-    "keep_versions": PARAM_SCHEMAS["keep_versions"],
-}
-
 
 def nullable(schema: Mapping[str, Any]) -> dict[str, Any]:
     """`schema` that also admits null: the trigger form's (and JSON schema's) way to make a field optional.
@@ -342,28 +153,188 @@ def _site_param_defaults(text: str) -> dict[str, Any]:
     return defaults
 
 
+def param(*, default: Any, section: str, description: str, **schema: Any) -> Any:
+    """A config field declared as a run param: its JSON schema (`type`, bounds, ...), its default, the
+    trigger form's section and description. `params_schemas` reads them back."""
+    return field(metadata={"param": {"default": default, **schema, "section": section, "description": description}})
+
+
+def params_schemas(config_class: type) -> dict[str, dict[str, Any]]:
+    """{param: JSON schema with its default, section and description}, in the declared order."""
+    return {f.name: f.metadata["param"] for f in fields(config_class)}
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """One run's params, checked."""
+    """One retrain run's params, checked: each declared once, in the trigger form's reading order. `null`
+    is always accepted too (see `nullable`) and means the default."""
 
-    dataset_url: str
-    max_download_bytes: int
-    auc_threshold: float
-    max_auc_drop: float
-    keep_versions: int
-    gate_metric: str
-    min_rows: int
-    embedding_module: str | None  # None: the project's own module
-    genres: tuple[str, ...]
-    epochs: int
-    batch_size: int
-    hidden_units: int
-    learning_rate: float
-    candidates: tuple[dict[str, Any], ...]
-    max_warm_starts: int
-    test_fraction: float
-    validation_fraction: float
-    seed: int
+    dataset_url: str = param(
+        default=None,  # from $MOVIES_DATASET_URL (Settings.param_defaults)
+        type="string",
+        maxLength=2048,
+        # http(s)://, file:// or a path; any other scheme (ftp:, gopher:, data:, ...) is refused.
+        pattern=NO_DOT_DOT + "(https?://|file://|[^:]*$)",
+        section=DATA,
+        description="Where to download movies_metadata.csv (plain or gzip): http(s)://, file:// or a local "
+        "path below $GENRE_DATA_ROOT. Defaults to $MOVIES_DATASET_URL.",
+    )
+    max_download_bytes: int = param(
+        default=1 << 30,
+        type="integer",
+        minimum=1,
+        section=DATA,
+        description="Abort a download whose CSV (after decompression) is larger than this.",
+    )
+    test_fraction: float = param(
+        default=0.2,
+        type="number",
+        minimum=0.05,
+        maximum=0.5,
+        section=DATA,
+        description="Share of movies in the test split (chosen by a stable hash of the movie id).",
+    )
+    validation_fraction: float = param(
+        default=0.1,
+        type="number",
+        minimum=0.05,
+        maximum=0.3,
+        section=DATA,
+        description="Share of movies held out of training for early stopping and decision thresholds.",
+    )
+    min_rows: int = param(
+        default=1000,
+        type="integer",
+        minimum=1,
+        section=DATA_GATE,
+        description="Data gate: fewest CSV records, and fewest movies left after filtering, to train on.",
+    )
+    genres: tuple[str, ...] = param(
+        default=list(DEFAULT_GENRES),
+        type="array",
+        # A genre names a Parquet column and a line of labels.txt: no control characters, no path
+        # separators, not one of the other columns.
+        items={
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 100,
+            "pattern": r"^[^\x00-\x1f\x7f/\\]+$",
+            "not": {"enum": ["id", "overview", "split"]},
+        },
+        minItems=1,
+        maxItems=100,
+        uniqueItems=True,
+        section=TRAINING,
+        description="Genres the model predicts, in output order.",
+    )
+    embedding_module: str | None = param(  # None: the project's own module
+        default=None,
+        type="string",
+        maxLength=2048,
+        # http(s):// or a path without ".." segments or control characters; no other scheme.
+        pattern=NO_DOT_DOT + r"(https?://|[^:]*$)",
+        section=TRAINING,
+        description="TF Hub text-embedding module: a handle or a local SavedModel folder. "
+        "Empty: the project's own module, built locally once.",
+    )
+    candidates: tuple[dict[str, Any], ...] = param(
+        default=[{"wide": True}, {"wide": False}],
+        type="array",
+        minItems=1,
+        maxItems=8,
+        items={
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "wide": {"type": "boolean"},
+                "hidden_units": {"type": "integer", "minimum": 1, "maximum": 4096},
+                "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                "dropout": {"type": "number", "minimum": 0, "maximum": 0.9},
+            },
+        },
+        section=TRAINING,
+        description="Model configurations trained side by side (each overrides the training params below); "
+        "the best on the validation split goes to the model gate. wide: add the TF-IDF branch.",
+    )
+    epochs: int = param(
+        default=60,
+        type="integer",
+        minimum=1,
+        maximum=500,
+        section=TRAINING,
+        description="Most training epochs; early stopping on the validation split usually ends sooner.",
+    )
+    batch_size: int = param(
+        default=64,
+        type="integer",
+        minimum=1,
+        maximum=4096,
+        section=TRAINING,
+        description="Training batch size.",
+    )
+    hidden_units: int = param(
+        default=256,
+        type="integer",
+        minimum=1,
+        maximum=4096,
+        section=TRAINING,
+        description="Width of the dense layer between the embedding and the outputs.",
+    )
+    learning_rate: float = param(
+        default=0.001,
+        type="number",
+        exclusiveMinimum=0,
+        maximum=1,
+        section=TRAINING,
+        description="Adam learning rate.",
+    )
+    seed: int = param(
+        default=42,
+        type="integer",
+        minimum=0,
+        section=TRAINING,
+        description="Random seed for weight initialisation and shuffling.",
+    )
+    max_warm_starts: int = param(
+        default=3,
+        type="integer",
+        minimum=0,
+        maximum=52,
+        section=TRAINING,
+        description="Runs in a row that fine-tune the served model (same genres and embedding) for a few epochs "
+        "instead of training every candidate from scratch; the next run trains from scratch. 0: always from scratch.",
+    )
+    gate_metric: str = param(
+        default="auc_micro",
+        type="string",
+        enum=["auc_micro", "auc_macro"],
+        section=MODEL_GATE,
+        description="Which ROC AUC the model gate compares with auc_threshold.",
+    )
+    auc_threshold: float = param(
+        default=0.8,
+        type="number",
+        minimum=0,
+        maximum=1,
+        section=MODEL_GATE,
+        description="Model gate: promote only if the gate metric on the test split is at least this.",
+    )
+    max_auc_drop: float = param(
+        default=0.005,
+        type="number",
+        minimum=0,
+        maximum=1,
+        section=MODEL_GATE,
+        description="Model gate: refuse a model worse than the one in production by more than this.",
+    )
+    keep_versions: int = param(
+        default=5,
+        type="integer",
+        minimum=1,
+        maximum=1000,
+        section=REGISTRY,
+        description="Retention: promoted versions to keep (the served one and rollback sources are always kept).",
+    )
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], settings: Settings) -> RunConfig:
@@ -380,11 +351,28 @@ class RunConfig:
 class RollbackConfig:
     """The rollback DAG's params, checked. `version` None: the version served before the current one."""
 
-    version: int | None
-    reason: str
-    keep_versions: int
+    version: int | None = param(
+        default=None,
+        type="integer",
+        minimum=1,
+        section=REGISTRY,
+        description="The promoted version to serve again. Empty: the version served before the current one.",
+    )
+    reason: str = param(
+        default="manual rollback",
+        type="string",
+        minLength=1,
+        maxLength=500,
+        section=REGISTRY,
+        description="Why: kept in the history.",
+    )
+    keep_versions: int = field(metadata=RunConfig.__dataclass_fields__["keep_versions"].metadata)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], settings: Settings) -> RollbackConfig:
         values = resolve_params(ROLLBACK_PARAM_SCHEMAS, params, settings.param_defaults(ROLLBACK_PARAM_SCHEMAS))
         return cls(**values)
+
+
+PARAM_SCHEMAS = params_schemas(RunConfig)
+ROLLBACK_PARAM_SCHEMAS = params_schemas(RollbackConfig)
