@@ -31,4 +31,4 @@ ENV GENRE_MODEL_DIR=/opt/airflow/models \
     GENRE_DATA_ROOT=/opt/airflow/data \
     GX_ANALYTICS_ENABLED=false \
     TF_USE_LEGACY_KERAS=1 \
-    TF_CPP_MIN_LOG_LEVEL=2
+    TF_CPP_MIN_LOG_LEVEL=1

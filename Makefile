@@ -14,7 +14,7 @@ export GENRE_MODEL_DIR ?= $(ROOT)/models
 export GENRE_ARTIFACTS_DIR ?= $(ROOT)/artifacts
 export GX_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv run test bench clean system-deps
+.PHONY: venv run ui test bench clean system-deps
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,35 @@ run: venv
 	  "An examination of our dietary choices and the food we put in our bodies. Based on Jonathan Safran Foer's memoir." \
 	  "A teenager tries to survive the last week of her disastrous eighth-grade year before leaving to start high school." \
 	  "Ethan Hunt and his IMF team, along with some familiar allies, race against time after a mission gone wrong."
+
+# The Airflow UI without Docker: `airflow standalone` (api-server, scheduler, dag-processor, triggerer;
+# SQLite in $(AIRFLOW_HOME)) with this repo's DAGs and `make run`'s environment. make ui UI_PORT=8081.
+# UI_SCHEDULE=False: no scheduled runs (not weekly, nor on unpausing), only those you trigger.
+# Ctrl-C, or SIGTERM or SIGHUP to make, stops every component (orchestration/standalone.py says how).
+UI_PORT ?= 8080
+UI_SCHEDULE ?= True
+UI_URL = http://127.0.0.1:$(UI_PORT)
+UI_PASSWORD_FILE = $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated
+
+ui: venv
+	@$(BIN)/python -c 'import socket; socket.create_server(("127.0.0.1", $(UI_PORT))).close()' 2>/dev/null || \
+	  { echo "make ui: port $(UI_PORT) is in use; pick another: make ui UI_PORT=8081" >&2; exit 1; }
+	@echo "Airflow UI  $(UI_URL)  (up about a minute after this; Ctrl-C stops it; README: Airflow UI)"
+	@echo "User        admin"
+	@echo "Password    in $(UI_PASSWORD_FILE) (generated on first start)"
+	@echo "DAGs        start paused; unpausing movie_genre_retrain (@weekly) starts last Sunday's run at once"
+	@echo "Alerts      e-mail: GENRE_ALERT_EMAILS=you@example.org make ui, plus the smtp_default connection:"
+	@echo "              AIRFLOW_HOME=$(AIRFLOW_HOME) $(BIN)/airflow connections add smtp_default \\"
+	@echo "                --conn-uri 'smtp://USER:PASSWORD@smtp.example.org:465'"
+	@echo "            Slack: a slack_webhook connection, the webhook URL as its password:"
+	@echo "              AIRFLOW_HOME=$(AIRFLOW_HOME) $(BIN)/airflow connections add slack_webhook \\"
+	@echo "                --conn-type slackwebhook --conn-password 'https://hooks.slack.com/services/T0/B0/XXX'"
+	@PATH="$(ROOT)/$(BIN):$$PATH" PYTHONUNBUFFERED=1 AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=$(UI_SCHEDULE) \
+	  AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(UI_PORT) AIRFLOW__API__BASE_URL=$(UI_URL) \
+	  AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager \
+	  AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin \
+	  AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$(UI_PASSWORD_FILE)" \
+	  exec $(BIN)/python -m orchestration.standalone
 
 # Debian packages the deployment tests need: the docker-compose validator and headless Chromium.
 system-deps:

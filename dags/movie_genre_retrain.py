@@ -129,7 +129,9 @@ def movie_genre_retrain() -> None:
     def select_model(trained: list[dict[str, Any]]) -> dict[str, Any]:
         from tasks.candidates import best_candidate
 
-        return best_candidate(list(trained))
+        # A slice is one request for every mapped result; iterating asks item after item until a 404,
+        # which the task SDK logs at ERROR.
+        return best_candidate(trained[:])
 
     @stage_task()
     def evaluate(trained: dict[str, Any], prepared: dict[str, Any], embedding: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,10 @@ in the local Redis (127.0.0.1:6379). It yields an `AirflowCluster` that talks to
 does, and on exit stops what it started, drops its database, deletes its Redis keys and removes its
 AIRFLOW_HOME, even when the test failed.
 
+It also reads what a person reads in the UI (`task_log`: a task's log line by line with its level; a
+task's tries; the audit log), and injects faults: `wait_for_running_on_worker` + `kill_worker` SIGKILL
+the worker running a task instance, and `heartbeat_timeout_env` makes the scheduler notice in seconds.
+
 Every subprocess and every wait here is bounded in time.
 """
 
@@ -57,16 +61,21 @@ def worker_hostname() -> str:
 
 
 def wait_until(
-    condition: Callable[[], Any], timeout: float, what: str, check: Callable[[], None] = lambda: None
+    condition: Callable[[], Any],
+    timeout: float,
+    what: str,
+    check: Callable[[], None] = lambda: None,
+    poll: float = POLL_SECONDS,
 ) -> Any:
-    """Poll `condition` until it returns something truthy; `check` may raise to stop early."""
+    """Poll `condition` every `poll` seconds until it returns something truthy; `check` may raise to stop
+    early."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         check()
         result = condition()
         if result:
             return result
-        time.sleep(POLL_SECONDS)
+        time.sleep(poll)
     raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
@@ -170,16 +179,36 @@ def stop_process(process: Process) -> None:
         process.popen.wait(timeout=10)
 
 
-def stop_stragglers(airflow_home: Path) -> None:
-    """Any process still running with this cluster's AIRFLOW_HOME (only ours have it): stop it."""
-    mine = []
+def kill_process_tree(process: Process) -> list[int]:
+    """SIGKILL the process, every descendant and its process group at once, as when a machine or
+    container dies: nothing gets to clean up or say goodbye. The pids killed."""
+    family = _family(process.popen.pid)
+    for member in family:
+        with suppress(psutil.NoSuchProcess):
+            member.kill()
+    with suppress(ProcessLookupError):
+        os.killpg(process.popen.pid, signal.SIGKILL)
+    psutil.wait_procs(family, timeout=STOP_TIMEOUT)
+    with suppress(subprocess.TimeoutExpired):
+        process.popen.wait(timeout=10)
+    return [member.pid for member in family]
+
+
+def processes_with_home(airflow_home: Path) -> list[psutil.Process]:
+    """Every running process whose environment has this AIRFLOW_HOME (only a test's own have it)."""
+    found = []
     for process in psutil.process_iter():
         try:
             if process.environ().get("AIRFLOW_HOME") == str(airflow_home):
-                mine.append(process)
+                found.append(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-    _terminate(mine, 10)
+    return found
+
+
+def stop_stragglers(airflow_home: Path) -> None:
+    """Any process still running with this cluster's AIRFLOW_HOME: stop it."""
+    _terminate(processes_with_home(airflow_home), 10)
 
 
 def run_airflow(args: list[str], env: Mapping[str, str], timeout: float = COMMAND_TIMEOUT) -> str:
@@ -192,6 +221,26 @@ def run_airflow(args: list[str], env: Mapping[str, str], timeout: float = COMMAN
 
 
 # --- The cluster ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a task log as the UI shows it: its level ("info", "error", …; "" when the line has
+    none) and its text, with the logger that wrote it and every other field Airflow recorded."""
+
+    level: str
+    event: str
+    logger: str
+    fields: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any] | str) -> LogLine:
+        if isinstance(item, str):  # a line Airflow could not parse comes as plain text
+            return cls("", item, "", {})
+        return cls(str(item.get("level") or ""), str(item.get("event", "")), str(item.get("logger") or ""), item)
+
+    def __str__(self) -> str:
+        return f"[{self.level or '-'}] {self.event} [{self.logger}]"
 
 
 @dataclass
@@ -227,8 +276,10 @@ class AirflowCluster:
             self._token = response.json()["access_token"]
         return self._token
 
-    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {"Authorization": f"Bearer {self.token()}"}
+    def api(
+        self, method: str, path: str, headers_extra: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token()}", **(headers_extra or {})}
         return requests.request(
             method, f"{self.base_url}/api/v2{path}", headers=headers, timeout=HTTP_TIMEOUT, **kwargs
         )
@@ -257,7 +308,10 @@ class AirflowCluster:
         """Wait until the run succeeded or failed; its JSON."""
 
         def finished() -> dict[str, Any] | None:
-            run = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}").json()
+            try:
+                run = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}").json()
+            except requests.Timeout:  # a busy machine: ask again at the next poll, within `timeout`
+                return None
             return run if run.get("state") in ("success", "failed") else None
 
         return wait_until(finished, timeout, f"run {run_id} of {dag_id} to finish", self.check_alive)
@@ -266,6 +320,77 @@ class AirflowCluster:
         response = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
         response.raise_for_status()
         return list(response.json()["task_instances"])
+
+    def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any] | None:
+        """The task instance's JSON, or None while the scheduler has not created it (a mapped task's
+        instances exist once its upstream has run)."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        response = self.api("GET", path + (f"/{map_index}" if map_index >= 0 else ""))
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return dict(response.json())
+
+    def task_tries(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[dict[str, Any]]:
+        """Every try of a task instance (the UI's try picker), oldest first: state, hostname, times."""
+        response = self.api(
+            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/tries", params={"limit": 100}
+        )
+        response.raise_for_status()
+        return sorted(response.json()["task_instances"], key=lambda ti: ti["try_number"])
+
+    def task_log(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1
+    ) -> list[LogLine]:
+        """The log of one try of a task instance, line by line, as the UI reads it: GET
+        /dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number} (JSON)."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        params: dict[str, Any] = {"map_index": map_index}
+        lines: list[LogLine] = []
+        for _ in range(1000):  # a finished task's log comes in one piece; a token means there is more
+            response = self.api("GET", path, params=params, headers_extra={"Accept": "application/json"})
+            response.raise_for_status()
+            body = response.json()
+            lines += [LogLine.from_json(item) for item in body["content"]]
+            token = body.get("continuation_token")
+            if not token or not body["content"]:
+                return lines
+            params["token"] = token
+        raise ClusterError(f"the log of {task_id} try {try_number} did not end")
+
+    def event_logs(self, dag_id: str, run_id: str, event: str) -> list[dict[str, Any]]:
+        """Audit log entries of a run (the UI's Audit Log), e.g. event="heartbeat timeout"."""
+        response = self.api(
+            "GET", "/eventLogs", params={"dag_id": dag_id, "run_id": run_id, "event": event, "limit": 100}
+        )
+        response.raise_for_status()
+        return list(response.json()["event_logs"])
+
+    def worker(self, name: str) -> Process:
+        return next(p for p in self.processes if p.name == name and name in self.worker_names)
+
+    def wait_for_running_on_worker(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, timeout: float = STARTUP_TIMEOUT
+    ) -> tuple[Process, dict[str, Any]]:
+        """Wait until the task instance runs on one of the Celery workers; that worker and the instance."""
+
+        def running() -> dict[str, Any] | None:
+            try:
+                ti = self.task_instance(dag_id, run_id, task_id, map_index)
+            except requests.Timeout:
+                return None
+            if ti and ti["state"] in ("success", "failed", "upstream_failed", "skipped"):
+                raise ClusterError(f"{task_id}[{map_index}] finished ({ti['state']}) before it was seen running")
+            return ti if ti and ti["state"] == "running" and ti.get("hostname") in self.worker_names else None
+
+        ti = wait_until(running, timeout, f"{task_id}[{map_index}] to run on a worker", self.check_alive, poll=0.5)
+        return self.worker(ti["hostname"]), ti
+
+    def kill_worker(self, worker: Process) -> list[int]:
+        """SIGKILL a Celery worker's whole process tree (the worker, its pool, the supervisor and the task
+        it runs), as a lost machine; the cluster stops counting it among its live processes."""
+        self.processes.remove(worker)
+        return kill_process_tree(worker)
 
 
 def cluster_env(
@@ -308,6 +433,17 @@ def cluster_env(
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
         }
     return env | dict(extra)
+
+
+def heartbeat_timeout_env(timeout_seconds: int, detection_interval_seconds: float = 5.0) -> dict[str, str]:
+    """Scheduler settings so that a task instance whose worker is gone is noticed quickly: it is failed
+    (and retried, if it has tries left) after `timeout_seconds` without a heartbeat (Airflow's default:
+    300 s), checked every `detection_interval_seconds` (default 10 s). Supervisors heartbeat every
+    `[workers] min_heartbeat_interval` (5 s), so keep the timeout well above that on a loaded machine."""
+    return {
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(timeout_seconds),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": str(detection_interval_seconds),
+    }
 
 
 def _fernet_key() -> str:
@@ -403,7 +539,7 @@ def pipeline_env(tmp_path: Path, dataset: Path) -> dict[str, str]:
         "MOVIES_DATASET_URL": str(dataset),
         "GX_ANALYTICS_ENABLED": "false",
         "TF_USE_LEGACY_KERAS": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_CPP_MIN_LOG_LEVEL": "1",  # tasks.tensorflow_runtime's default: TensorFlow's warnings show
     }
 
 
