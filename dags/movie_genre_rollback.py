@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.sdk import dag, get_current_context
 
-from orchestration.wiring import DEFAULT_TASK_ARGS, stage_task, trigger_form
+from orchestration.wiring import DEFAULT_TASK_ARGS, step_task, trigger_form
 from tasks.config import ROLLBACK_PARAM_SCHEMAS, RollbackConfig, Settings
 
 
@@ -29,9 +29,9 @@ from tasks.config import ROLLBACK_PARAM_SCHEMAS, RollbackConfig, Settings
     doc_md=__doc__,
 )
 def movie_genre_rollback() -> None:
-    @stage_task()
+    @step_task()
     def rollback() -> dict[str, Any]:
-        from tasks.rollback import rollback_model
+        from tasks.registry.rollback import rollback_model
 
         context = get_current_context()
         settings = Settings.from_env()

@@ -183,7 +183,7 @@ def notify_failure(context: Mapping[str, Any]) -> None:
 def alert_failed_gate(context: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
     """The `gate_alert` task, after the report: if a quality gate refused this run, alert with its figures,
     report.html and the Data Docs. Also says, where a person reads it, when no channel is configured."""
-    from tasks.report import gate_failure
+    from tasks.model.report import gate_failure
 
     if not configured_channels():
         log.warning(NO_CHANNEL, SMTP_CONN_ID, SLACK_CONN_ID)

@@ -1,28 +1,26 @@
-"""What the project's DAGs share: the trigger form, task defaults, and the glue between a task and its
-stage function (one XCom per summary, its timing, its first ERROR line, and its permanent errors as
-no-retry failures)."""
+"""What the project's DAGs share: the trigger form, task defaults, the run context of a task, and the
+glue between a task and its step (`tasks.pipeline`): one XCom per summary, a failure's first ERROR line,
+and permanent errors as no-retry failures."""
 
 from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 from airflow.sdk import Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from orchestration.alerts import QualityGateFailed, notify_failure
-from tasks.config import RunConfig, Settings, nullable
+from tasks.config import Settings, nullable
 from tasks.errors import DataGateError, ModelGateError, PermanentError
+from tasks.pipeline import RunContext
 
 log = logging.getLogger(__name__)
 
-Stage = TypeVar("Stage", bound=Callable[..., dict[str, Any]])
+TaskBody = TypeVar("TaskBody", bound=Callable[..., Any])
 
 DEFAULT_TASK_ARGS: dict[str, Any] = {
     "retries": 3,
@@ -35,36 +33,20 @@ DEFAULT_TASK_ARGS: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class RunContext:
-    run_id: str
-    settings: Settings
-    config: RunConfig
-    dir: Path
-
-    def embedding_cache(self, embedding: dict[str, Any]) -> Any:
-        from tasks.embedding_cache import EmbeddingCache
-
-        return EmbeddingCache(self.settings.embedding_cache_dir, embedding["fingerprint"])
-
-
 def run_context() -> RunContext:
-    """This run's settings, checked params and artifact folder."""
+    """This task's run: its id, settings and checked params."""
     context = get_current_context()
-    settings = Settings.from_env()
-    run_id = context["run_id"]
-    return RunContext(run_id, settings, RunConfig.from_params(context["params"], settings), settings.run_dir(run_id))
+    return RunContext.from_params(context["run_id"], context["params"], Settings.from_env())
 
 
-def stage(function: Stage) -> Stage:
-    """Time a stage into its summary. A failure's first ERROR line names the task, the error class and
-    the reason; a `PermanentError` becomes Airflow's no-retry failure (a gate's, `QualityGateFailed`)."""
+def failing_clearly(function: TaskBody) -> TaskBody:
+    """A failure's first ERROR line names the task, the error class and the reason; a `PermanentError`
+    becomes Airflow's no-retry failure (a quality gate's, `QualityGateFailed`)."""
 
     @functools.wraps(function)
-    def run(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        started = time.monotonic()
+    def run(*args: Any, **kwargs: Any) -> Any:
         try:
-            summary = function(*args, **kwargs)
+            return function(*args, **kwargs)
         except Exception as err:
             log.error("%s failed: %s: %s", function.__name__, type(err).__name__, err)
             if isinstance(err, DataGateError | ModelGateError):
@@ -72,16 +54,16 @@ def stage(function: Stage) -> Stage:
             if isinstance(err, PermanentError):
                 raise AirflowFailException(f"{type(err).__name__}: {err}") from err
             raise
-        return {**summary, "seconds": round(time.monotonic() - started, 2)}
 
     return run  # type: ignore[return-value]
 
 
-def stage_task(**task_kwargs: Any) -> Callable[[Stage], Any]:
-    """`@task` for a stage function: its summary dict is one XCom (not one per key), wrapped by `stage`."""
+def step_task(**task_kwargs: Any) -> Callable[[TaskBody], Any]:
+    """`@task` for a task that runs one step: its summary is one XCom (not one per key), and it fails
+    clearly (`failing_clearly`)."""
 
-    def decorate(function: Stage) -> Any:
-        return task(multiple_outputs=False, **task_kwargs)(stage(function))
+    def decorate(function: TaskBody) -> Any:
+        return task(multiple_outputs=False, **task_kwargs)(failing_clearly(function))
 
     return decorate
 
@@ -98,7 +80,7 @@ def finished_summary(task_id: str) -> dict[str, Any] | None:
 
 
 def stage_summaries(task_ids: Mapping[str, str]) -> dict[str, dict[str, Any] | None]:
-    """{stage name: summary} of the given tasks of this run ({name: task id})."""
+    """{name: summary} of the given tasks of this run ({name: task id})."""
     return {name: finished_summary(task_id) for name, task_id in task_ids.items()}
 
 

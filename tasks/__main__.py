@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> None:
     if args.command == "predict":
-        from tasks.predict import predict_genres
+        from tasks.model.predict import predict_genres
 
         predictions = predict_genres(args.descriptions, settings.served_model_dir, args.top)
         for description, prediction in zip(args.descriptions, predictions, strict=True):
@@ -62,12 +62,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
                 print(f"  {genre}: {probability:.3f}")
             print(f"  predicted genres: {', '.join(prediction.genres) or 'none above its threshold'}")
     elif args.command == "models":
-        from tasks.rollback import empty_registry_message, list_models
+        from tasks.registry.rollback import empty_registry_message, list_models
 
         rows = list_models(settings.served_model_dir)
         print(_models_table(rows) if rows else empty_registry_message(settings.served_model_dir))
     elif args.command == "rollback":
-        from tasks.rollback import rollback_model
+        from tasks.registry.rollback import rollback_model
 
         result = rollback_model(
             settings.served_model_dir,
@@ -78,11 +78,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         )
         print(_rollback_outcome(result))
     elif args.command == "build-embedding-module":
-        from tasks.embedding_module import build_module
+        from tasks.embedding.modules import build_module
 
         print(build_module(args.module, args.out_dir))
     else:
-        from tasks.serving_check import check_in_this_process
+        from tasks.model.serving_check import check_in_this_process
 
         print(json.dumps(check_in_this_process(args.model_dir)))
 

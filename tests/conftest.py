@@ -1,5 +1,6 @@
-"""Shared fixtures. Airflow reads its configuration at import time, so the test session's own
-AIRFLOW_HOME (a fresh SQLite metadata DB) is set here, before any test module imports Airflow."""
+"""Shared fixtures; helpers live in plain modules (sample_data, servers). Airflow reads its configuration
+at import time, so the test session's own AIRFLOW_HOME (a fresh SQLite metadata DB) is set here, before
+any test module imports Airflow."""
 
 from __future__ import annotations
 
@@ -15,10 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.sample_data import PROJECT_ROOT, SHARED_CSV, write_head
 from tests.servers import SmtpInbox, smtp_connection
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_CSV = PROJECT_ROOT.parent / "shared" / "data" / "movies_metadata_head5000.csv"
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="airflow-home-"))
 atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
@@ -43,17 +42,6 @@ def shared_csv() -> Path:
     return SHARED_CSV
 
 
-def write_head(source: Path, target: Path, records: int) -> Path:
-    """The header and first `records` records of a CSV (records may span lines)."""
-    with source.open(encoding="utf-8", newline="") as src, target.open("w", encoding="utf-8", newline="") as dst:
-        writer = csv.writer(dst)
-        for index, row in enumerate(csv.reader(src)):
-            if index > records:
-                break
-            writer.writerow(row)
-    return target
-
-
 @pytest.fixture(scope="session")
 def sample_csv(shared_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 800 real movies: enough to train, small enough to be quick."""
@@ -63,7 +51,7 @@ def sample_csv(shared_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 @pytest.fixture(scope="session")
 def prepared_sample(sample_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tasks.config import DEFAULT_GENRES
-    from tasks.prepare import prepare_dataset
+    from tasks.data.prepare import prepare_dataset
 
     out = tmp_path_factory.mktemp("prepared") / "prepared"
     prepare_dataset(sample_csv, out, DEFAULT_GENRES, 0.2, 0.1)
@@ -72,7 +60,7 @@ def prepared_sample(sample_csv: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="session")
 def glove_module(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from tasks.embedding_module import GLOVE_MODULE, ensure_module
+    from tasks.embedding.modules import GLOVE_MODULE, ensure_module
 
     return ensure_module(GLOVE_MODULE, tmp_path_factory.mktemp("modules"))["path"]
 
@@ -116,12 +104,3 @@ def airflow_db() -> Iterator[Path]:
         env=os.environ.copy(),
     )
     yield _AIRFLOW_HOME
-
-
-def write_rows(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path

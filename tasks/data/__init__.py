@@ -1,0 +1,1 @@
+"""Data stages: download, prepare (genres), the data gate (validate)."""

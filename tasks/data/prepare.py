@@ -1,0 +1,280 @@
+"""Stage 2: turn the raw CSV into typed training data.
+
+Streams the CSV record by record and writes Parquet a chunk of records at a time, so memory holds one
+chunk and the set of kept ids whatever the file's size. Keeps movies with a numeric id, a non-empty
+overview and at least one target genre, and writes to `prepared/`:
+
+- `movies.parquet`: `id`, `overview`, `split` ("train", "validation" or "test") and one 0/1 column
+  per genre, in the configured order;
+- `records.parquet`: one row per CSV record with what parsing found (the data gate checks it);
+- `genre_coverage.parquet`: positives per genre and split (the data gate checks it).
+
+Malformed records (wrong field count, non-numeric id, unparseable genres) are counted and dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks.artifacts import atomic_dir, write_json
+from tasks.data.genres import GenreParseError, parse_genres
+from tasks.errors import DataError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("id", "overview", "genres")
+MOVIES_FILE = "movies.parquet"
+RECORDS_FILE = "records.parquet"
+COVERAGE_FILE = "genre_coverage.parquet"
+SUMMARY_FILE = "summary.json"
+
+
+class DropReason:
+    MALFORMED_ROW = "malformed_row"
+    INVALID_ID = "invalid_id"
+    UNPARSEABLE_GENRES = "unparseable_genres"
+    NO_OVERVIEW = "no_overview"
+    NO_TARGET_GENRE = "no_target_genre"
+    DUPLICATE_ID = "duplicate_id"
+
+
+SPLITS = ("train", "validation", "test")
+CHUNK_ROWS = 20_000  # records buffered before they are written out: bounds memory on any file size
+
+
+RECORDS_SCHEMA = pa.schema(
+    [
+        ("record", pa.int64()),
+        ("id", pa.string()),
+        ("overview_length", pa.int64()),
+        ("genres_parsed", pa.bool_()),
+        ("target_genres", pa.int64()),
+        ("drop_reason", pa.string()),
+    ]
+)
+
+
+@dataclass
+class _Chunk:
+    """Records parsed since the last write, as columns."""
+
+    movies: dict[str, list[Any]] = field(default_factory=lambda: {"id": [], "overview": [], "split": [], "labels": []})
+    records: dict[str, list[Any]] = field(default_factory=lambda: {name: [] for name in RECORDS_SCHEMA.names})
+
+
+@dataclass
+class _Totals:
+    """What the summary and the coverage table need, counted as the records stream by."""
+
+    records: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    split_rows: Counter = field(default_factory=Counter)
+    positives: Counter = field(default_factory=Counter)  # (genre index, split) → movies
+    seen_ids: set[int] = field(default_factory=set)  # one int per kept movie: all that grows with the file
+
+
+def split_bucket(movie_id: int) -> float:
+    """A stable number in [0, 1) from the movie id: the split never moves a movie between retrains."""
+    digest = hashlib.sha256(f"movie:{movie_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_split(movie_id: int, test_fraction: float, validation_fraction: float) -> str:
+    """test for buckets below `test_fraction`, validation for the next `validation_fraction`, else train."""
+    bucket = split_bucket(movie_id)
+    if bucket < test_fraction:
+        return "test"
+    return "validation" if bucket < test_fraction + validation_fraction else "train"
+
+
+def prepare_dataset(
+    raw_csv: Path, out_dir: Path, genres: Sequence[str], test_fraction: float, validation_fraction: float
+) -> dict[str, Any]:
+    """Parse `raw_csv` into `out_dir` (replaced as a whole); return the counts."""
+    with atomic_dir(out_dir) as tmp:
+        totals = _write_tables(raw_csv, tmp, genres, (test_fraction, validation_fraction))
+        pq.write_table(_coverage_table(totals, genres), tmp / COVERAGE_FILE)
+        summary = {
+            **_summary(totals, genres, test_fraction, validation_fraction),
+            "split_fingerprint": _split_fingerprint(tmp / MOVIES_FILE),
+        }
+        write_json(tmp / SUMMARY_FILE, summary)
+    log.info("prepared %s", summary)
+    return {**summary, "path": str(out_dir)}
+
+
+def read_split(prepared_dir: Path, split: str) -> tuple[list[str], Any, list[str]]:
+    """(overviews, labels as a float32 [n, genres] array, genre names) of one split."""
+    import numpy as np
+
+    table = pq.read_table(prepared_dir / MOVIES_FILE, filters=[("split", "=", split)])
+    genres = [name for name in table.column_names if name not in ("id", "overview", "split")]
+    labels = np.stack([table.column(g).to_numpy() for g in genres], axis=1).astype("float32")
+    return table.column("overview").to_pylist(), labels, genres
+
+
+def _write_tables(raw_csv: Path, out_dir: Path, genres: Sequence[str], fractions: tuple[float, float]) -> _Totals:
+    """Stream the CSV's records into movies.parquet and records.parquet, a chunk at a time."""
+    totals = _Totals()
+    wanted = {name: index for index, name in enumerate(genres)}
+    movies_schema = _movies_schema(genres)
+    chunk = _Chunk()
+    with (
+        pq.ParquetWriter(out_dir / MOVIES_FILE, movies_schema) as movies,
+        pq.ParquetWriter(out_dir / RECORDS_FILE, RECORDS_SCHEMA) as records,
+    ):
+        for row in _records(raw_csv):
+            _add_record(row, chunk, totals, wanted, fractions)
+            if len(chunk.records["record"]) >= CHUNK_ROWS:
+                _write_chunk(chunk, movies, records, genres)
+                chunk = _Chunk()
+        _write_chunk(chunk, movies, records, genres)
+    return totals
+
+
+def _add_record(
+    row: dict[str, str] | None,
+    chunk: _Chunk,
+    totals: _Totals,
+    wanted: dict[str, int],
+    fractions: tuple[float, float],
+) -> None:
+    totals.records += 1
+    if row is None:
+        _note_record(chunk, totals, "", None, None, 0, DropReason.MALFORMED_ROW)
+        return
+    raw_id, overview, genres_text = (row[c] for c in REQUIRED_COLUMNS)
+    overview = overview.strip()
+    try:
+        names = parse_genres(genres_text)
+    except GenreParseError:
+        names = None
+    labels = [0] * len(wanted)
+    for name in names or ():
+        if name in wanted:
+            labels[wanted[name]] = 1
+    movie_id = int(raw_id) if raw_id.strip().isascii() and raw_id.strip().isdigit() else None
+    reason = _drop_reason(movie_id, overview, names, labels, totals.seen_ids)
+    _note_record(chunk, totals, raw_id, len(overview), names is not None, sum(labels), reason)
+    if reason is None:
+        split = assign_split(movie_id, *fractions)
+        totals.seen_ids.add(movie_id)
+        totals.split_rows[split] += 1
+        totals.positives.update((index, split) for index, flag in enumerate(labels) if flag)
+        for name, value in (("id", movie_id), ("overview", overview), ("split", split), ("labels", labels)):
+            chunk.movies[name].append(value)
+
+
+def _note_record(
+    chunk: _Chunk,
+    totals: _Totals,
+    raw_id: str,
+    overview_length: int | None,
+    genres_parsed: bool | None,
+    target_genres: int,
+    drop_reason: str | None,
+) -> None:
+    """One row of records.parquet: what parsing found in this CSV record."""
+    values = (totals.records, raw_id[:64], overview_length, genres_parsed, target_genres, drop_reason)
+    for name, value in zip(RECORDS_SCHEMA.names, values, strict=True):
+        chunk.records[name].append(value)
+    if drop_reason is not None:
+        totals.dropped[drop_reason] += 1
+
+
+def _drop_reason(
+    movie_id: int | None, overview: str, names: list[str] | None, labels: list[int], seen_ids: set[int]
+) -> str | None:
+    if movie_id is None:
+        return DropReason.INVALID_ID
+    if names is None:
+        return DropReason.UNPARSEABLE_GENRES
+    if not overview:
+        return DropReason.NO_OVERVIEW
+    if not any(labels):
+        return DropReason.NO_TARGET_GENRE
+    if movie_id in seen_ids:
+        return DropReason.DUPLICATE_ID
+    return None
+
+
+def _records(raw_csv: Path) -> Iterator[dict[str, str] | None]:
+    """The required fields of each CSV record, or None for a record with the wrong field count."""
+    csv.field_size_limit(sys.maxsize)
+    # Undecodable bytes become U+FFFD rather than failing the whole file.
+    with raw_csv.open(encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.reader(handle)
+        header = [name.strip().lstrip("\ufeff") for name in next(reader, [])]
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise DataError(
+                f"{raw_csv.name}: missing required column(s) {', '.join(missing)}; "
+                f"header has {', '.join(header) or 'nothing'}"
+            )
+        positions = {c: header.index(c) for c in REQUIRED_COLUMNS}
+        for fields_ in reader:
+            if len(fields_) != len(header):
+                yield None
+            else:
+                yield {c: fields_[i] for c, i in positions.items()}
+
+
+def _movies_schema(genres: Sequence[str]) -> pa.Schema:
+    return pa.schema(
+        [("id", pa.int64()), ("overview", pa.string()), ("split", pa.string())]
+        + [(genre, pa.int8()) for genre in genres]
+    )
+
+
+def _write_chunk(chunk: _Chunk, movies: pq.ParquetWriter, records: pq.ParquetWriter, genres: Sequence[str]) -> None:
+    labels = chunk.movies["labels"]
+    columns = [chunk.movies["id"], chunk.movies["overview"], chunk.movies["split"]]
+    columns += [[row[index] for row in labels] for index in range(len(genres))]
+    movies.write_table(pa.Table.from_arrays(columns, schema=movies.schema))
+    records.write_table(pa.Table.from_pydict(chunk.records, schema=RECORDS_SCHEMA))
+
+
+def _coverage_table(totals: _Totals, genres: Sequence[str]) -> pa.Table:
+    kept = max(totals.split_rows.total(), 1)
+    rows: dict[str, list[Any]] = {"genre": list(genres)}
+    for split in SPLITS:
+        rows[f"{split}_positives"] = [totals.positives[index, split] for index in range(len(genres))]
+    rows["share"] = [sum(totals.positives[index, split] for split in SPLITS) / kept for index in range(len(genres))]
+    return pa.table(rows)
+
+
+def _summary(
+    totals: _Totals, genres: Sequence[str], test_fraction: float, validation_fraction: float
+) -> dict[str, Any]:
+    return {
+        "records": totals.records,
+        "kept": totals.split_rows.total(),
+        "dropped": dict(sorted(totals.dropped.items())),
+        **{f"{split}_rows": totals.split_rows[split] for split in SPLITS},
+        "test_fraction": test_fraction,
+        "validation_fraction": validation_fraction,
+        "genres": list(genres),
+        "positives": {
+            genre: sum(totals.positives[index, split] for split in SPLITS) for index, genre in enumerate(genres)
+        },
+    }
+
+
+def _split_fingerprint(movies_file: Path) -> str:
+    """sha256 of the sorted (id, split) pairs: equal fingerprints mean identical splits."""
+    table = pq.read_table(movies_file, columns=["id", "split"])
+    digest = hashlib.sha256()
+    for movie_id, split in sorted(zip(table.column("id").to_pylist(), table.column("split").to_pylist(), strict=True)):
+        digest.update(f"{movie_id}:{split}\n".encode())
+    return digest.hexdigest()

@@ -1,0 +1,213 @@
+"""The retrain pipeline's steps, wired once, without Airflow.
+
+A step is what one task of the retrain DAG does: it takes the run's context and its upstream steps'
+summaries, calls its stage function (the module under `tasks/` that does the work, imported only when
+the step runs, so this module stays light enough for a DAG file), and returns the stage's summary with
+the step's duration (`seconds`). `dags/movie_genre_retrain.py` calls one step per task, and
+`bench/pipeline.py` calls the same steps in order in one process, so the two cannot drift apart.
+
+Order (`STEPS`): embedding_module, download, prepare, validate, embed, candidates, train (once per
+candidate), select_model, evaluate, gate, serving_check, promote, report.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tasks.config import EXPECTATIONS_DIR, RunConfig, Settings
+
+Summary = dict[str, Any]
+Step = TypeVar("Step", bound=Callable[..., Any])
+
+STEPS = (
+    "embedding_module",
+    "download",
+    "prepare",
+    "validate",
+    "embed",
+    "candidates",
+    "train",
+    "select_model",
+    "evaluate",
+    "gate",
+    "serving_check",
+    "promote",
+    "report",
+)
+# The summaries a promoted version's manifest records: {name in the manifest: step that wrote it}.
+MANIFEST_STAGES = {
+    "embedding_module": "embedding_module",
+    "download": "download",
+    "prepare": "prepare",
+    "validate": "validate",
+    "embed": "embed",
+    "train": "select_model",
+    "evaluate": "evaluate",
+    "gate": "gate",
+    "serving_check": "serving_check",
+}
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One run: its id, where things live, its checked params, and its artifact folder."""
+
+    run_id: str
+    settings: Settings
+    config: RunConfig
+
+    @classmethod
+    def from_params(cls, run_id: str, params: Mapping[str, Any], settings: Settings) -> RunContext:
+        return cls(run_id, settings, RunConfig.from_params(params, settings))
+
+    @property
+    def dir(self) -> Path:
+        return self.settings.run_dir(self.run_id)
+
+    def embedding_cache(self, embedding: Summary) -> Any:
+        from tasks.embedding.cache import EmbeddingCache
+
+        return EmbeddingCache(self.settings.embedding_cache_dir, embedding["fingerprint"])
+
+
+def timed(step: Step) -> Step:
+    """Add the step's wall-clock duration to its summary as `seconds` (the one place it is measured)."""
+
+    @functools.wraps(step)
+    def run(*args: Any, **kwargs: Any) -> Summary:
+        started = time.monotonic()
+        summary = step(*args, **kwargs)
+        return {**summary, "seconds": round(time.monotonic() - started, 2)}
+
+    return run  # type: ignore[return-value]
+
+
+@timed
+def embedding_module(run: RunContext) -> Summary:
+    from tasks.embedding.modules import ensure_default_module, module_fingerprint
+
+    handle = run.config.embedding_module
+    if handle:
+        return {"path": handle, "fingerprint": module_fingerprint(handle)}
+    return ensure_default_module(run.settings.embedding_modules_dir)
+
+
+@timed
+def download(run: RunContext) -> Summary:
+    from tasks.data.download import DownloadPolicy, download_dataset
+
+    policy = DownloadPolicy(data_root=run.settings.data_root, max_bytes=run.config.max_download_bytes)
+    return download_dataset(run.config.dataset_url, run.dir / "raw", policy)
+
+
+@timed
+def prepare(run: RunContext, downloaded: Summary) -> Summary:
+    from tasks.data.prepare import prepare_dataset
+
+    config = run.config
+    return prepare_dataset(
+        Path(downloaded["path"]), run.dir / "prepared", config.genres, config.test_fraction, config.validation_fraction
+    )
+
+
+@timed
+def validate(run: RunContext, prepared: Summary) -> Summary:
+    from tasks.data.validate import validate_dataset
+
+    parameters = {"min_rows": run.config.min_rows}
+    return validate_dataset(Path(prepared["path"]), EXPECTATIONS_DIR, run.dir / "validation", parameters)
+
+
+@timed
+def embed(run: RunContext, prepared: Summary, embedding: Summary) -> Summary:
+    from tasks.embedding.embed import embed_dataset
+
+    return embed_dataset(Path(prepared["path"]), embedding["path"], run.embedding_cache(embedding))
+
+
+def candidates(run: RunContext, embedding: Summary) -> list[Summary]:
+    """The candidates to train: a list, one mapped `train` task each (so no summary of its own)."""
+    from tasks.model.candidates import plan_candidates
+
+    return plan_candidates(run.config, run.settings.served_model_dir, embedding["fingerprint"])
+
+
+@timed
+def train(run: RunContext, candidate: Summary, prepared: Summary, embedding: Summary) -> Summary:
+    from tasks.model.train import train_candidate
+
+    cache = run.embedding_cache(embedding)
+    return train_candidate(
+        Path(prepared["path"]), run.dir / "candidates", run.config, candidate, embedding["path"], cache
+    )
+
+
+@timed
+def select_model(run: RunContext, trained: Sequence[Summary]) -> Summary:
+    from tasks.model.candidates import best_candidate
+
+    return best_candidate(list(trained))
+
+
+@timed
+def evaluate(run: RunContext, trained: Summary, prepared: Summary, embedding: Summary) -> Summary:
+    from tasks.model.evaluate import evaluate_model
+
+    cache = run.embedding_cache(embedding)
+    return evaluate_model(Path(trained["model_path"]), Path(prepared["path"]), run.dir, embedding["path"], cache)
+
+
+@timed
+def gate(run: RunContext, evaluation: Summary, prepared: Summary) -> Summary:
+    from tasks.model.gate import check_model_gate
+
+    return check_model_gate(
+        Path(evaluation["path"]),
+        Path(prepared["path"]),
+        run.settings.served_model_dir,
+        metric=run.config.gate_metric,
+        threshold=run.config.auc_threshold,
+        max_drop=run.config.max_auc_drop,
+    )
+
+
+@timed
+def serving_check(run: RunContext, trained: Summary) -> Summary:
+    from tasks.model.serving_check import check_serving
+
+    return check_serving(Path(trained["model_path"]))
+
+
+@timed
+def promote(run: RunContext, trained: Summary, decision: Summary, stages: Mapping[str, Summary | None]) -> Summary:
+    """Publish the model; `stages` are the summaries of MANIFEST_STAGES, for its manifest."""
+    from tasks.registry.promote import build_manifest, promote_model
+
+    return promote_model(
+        Path(trained["model_path"]),
+        run.settings.served_model_dir,
+        build_manifest(run.run_id, asdict(run.config), dict(stages)),
+        actor=f"dag_run:{run.run_id}",
+        reason=decision["reason"],
+        keep_versions=run.config.keep_versions,
+    )
+
+
+@timed
+def report(run: RunContext, selected: Summary | None, promoted: Summary | None, *, dag_id: str) -> Summary:
+    """report.html for whatever the run reached: `selected` and `promoted` are None when it did not."""
+    from tasks.model.report import write_report
+
+    return write_report(
+        run.dir,
+        Path(selected["model_path"]) if selected else None,
+        run.settings.served_model_dir,
+        dag_id=dag_id,
+        run_id=run.run_id,
+        version=promoted["version"] if promoted else None,
+    )

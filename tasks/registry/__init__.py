@@ -1,0 +1,1 @@
+"""The served model folder: versions, promotion, rollback."""

@@ -1,0 +1,79 @@
+"""Stage: publish the checked model as the next version for TensorFlow Serving.
+
+The model is copied into a hidden staging folder beside the versions (same filesystem), flushed, then
+renamed to the next integer, under the registry's lock; the history records it and retention retires
+old versions. A failure at any point leaves the served versions and the history as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from tasks.config import PROJECT_ROOT
+from tasks.registry.versions import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+RECORDED_PACKAGES = (
+    "tensorflow",
+    "tf-keras",
+    "tensorflow-hub",
+    "tensorflow-text",
+    "apache-airflow",
+    "great-expectations",
+    "scikit-learn",
+    "pandas",
+    "numpy",
+)
+
+
+def promote_model(
+    model_dir: Path, served_dir: Path, manifest: Mapping[str, Any], *, actor: str, reason: str, keep_versions: int
+) -> dict[str, Any]:
+    """Publish `model_dir` as the next version under `served_dir`; `manifest` is written beside it."""
+    registry = ModelRegistry(served_dir)
+    with registry.locked():
+        number = registry.publish(model_dir, manifest, {"event": "promote", "by": actor, "reason": reason})
+        retired = registry.retire_old_versions(keep_versions, actor)
+    log.info("promoted %s as version %d; retired %s", model_dir, number, retired or "none")
+    return {"version": number, "path": str(registry.version_dir(number)), "retired": retired}
+
+
+def build_manifest(run_id: str, params: Mapping[str, Any], stages: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """What a version records of its origin: the run, its params, each stage's summary and timing,
+    the code's commit and the package versions."""
+    return {
+        "dag_run_id": run_id,
+        "params": dict(params),
+        "dataset": stages["download"],
+        "data": stages["prepare"],
+        "metrics": stages["evaluate"],
+        "champion_comparison": stages["gate"],
+        "embedding_module": stages["embedding_module"],
+        "stages": dict(stages),
+        "timings": {name: summary.get("seconds") for name, summary in stages.items()},
+        "git_commit": _git_commit(),
+        "packages": {name: _package_version(name) for name in RECORDED_PACKAGES},
+    }
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None

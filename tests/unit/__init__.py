@@ -1,0 +1,1 @@
+"""Each stage on its own, without Airflow: real files, real GX and TensorFlow where the stage uses them."""

