@@ -13,6 +13,12 @@ export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 export GENRE_MODEL_DIR ?= $(ROOT)/models
 export GENRE_ARTIFACTS_DIR ?= $(ROOT)/artifacts
 export GX_ANALYTICS_ENABLED ?= false
+# The dataset of `make run` and `make ui`: the real 5,000-row sample beside the checkout, when it is there.
+SHARED_SAMPLE := $(abspath $(ROOT)/../shared/data/movies_metadata_head5000.csv)
+ifneq ($(wildcard $(SHARED_SAMPLE)),)
+export MOVIES_DATASET_URL ?= $(SHARED_SAMPLE)
+export GENRE_DATA_ROOT ?= $(dir $(SHARED_SAMPLE))
+endif
 
 .PHONY: venv run ui test bench clean system-deps
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.measure import median
 from bench.runs import Run, run_airflow, run_direct
-from tasks.config import SHARED_SAMPLE_CSV
+from bench.sample import SHARED_SAMPLE_CSV
 
 GOAL_RATIO = 1.3
 

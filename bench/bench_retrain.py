@@ -21,7 +21,7 @@ from typing import Any
 from bench.bench_airflow import summarize
 from bench.measure import median
 from bench.runs import Run, run_direct
-from tasks.config import SHARED_SAMPLE_CSV
+from bench.sample import SHARED_SAMPLE_CSV
 
 NEW_SHARE = 0.05
 GOAL_RATIO = 0.25

@@ -27,7 +27,7 @@ from bench.bench_parse import measure_parse
 from bench.bench_retrain import measure_warm
 from bench.bench_scale import SIZES, STREAMING_STAGES, measure_scale
 from bench.measure import machine
-from tasks.config import SHARED_SAMPLE_CSV
+from bench.sample import SHARED_SAMPLE_CSV
 from tasks.embedding.modules import ensure_default_module
 
 ROOT = Path(__file__).resolve().parents[1]

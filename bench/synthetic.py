@@ -19,7 +19,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from tasks.config import SHARED_SAMPLE_CSV
+from bench.sample import SHARED_SAMPLE_CSV
 from tasks.data.genres import GenreParseError, parse_genres
 
 FIRST_NEW_ID = 10_000_000

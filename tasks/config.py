@@ -22,8 +22,6 @@ from tasks.errors import ConfigError
 MODEL_NAME = "movie_genre"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
-# The real first 5,000 rows of movies_metadata.csv, beside the project checkout (never inside it).
-SHARED_SAMPLE_CSV = PROJECT_ROOT.parent / "shared" / "data" / "movies_metadata_head5000.csv"
 
 DEFAULT_ALERT_SENDER = "movie-genre-retrain@localhost"
 DEFAULT_GENRES = (
@@ -54,14 +52,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        shared = SHARED_SAMPLE_CSV.is_file()
         return cls(
             model_dir=Path(environ.get("GENRE_MODEL_DIR", "models")).resolve(),
             artifacts_dir=Path(environ.get("GENRE_ARTIFACTS_DIR", "artifacts")).resolve(),
-            dataset_url=environ.get("MOVIES_DATASET_URL", str(SHARED_SAMPLE_CSV) if shared else ""),
-            data_root=Path(
-                environ.get("GENRE_DATA_ROOT", SHARED_SAMPLE_CSV.parent if shared else PROJECT_ROOT / "data")
-            ).resolve(),
+            dataset_url=environ.get("MOVIES_DATASET_URL", ""),
+            data_root=Path(environ.get("GENRE_DATA_ROOT", PROJECT_ROOT / "data")).resolve(),
             alert_emails=tuple(a.strip() for a in environ.get("GENRE_ALERT_EMAILS", "").split(",") if a.strip()),
             alert_sender=environ.get("GENRE_ALERT_FROM", "").strip() or DEFAULT_ALERT_SENDER,
             site_param_defaults=_site_param_defaults(environ.get("GENRE_PARAM_DEFAULTS", "")),

@@ -30,6 +30,9 @@ os.environ.update(
         "GX_ANALYTICS_ENABLED": "false",
         "TF_USE_LEGACY_KERAS": "1",
         "TF_CPP_MIN_LOG_LEVEL": "1",
+        # Production has no default dataset: the tests' is the real sample, and local files lie below it.
+        "MOVIES_DATASET_URL": str(SHARED_CSV),
+        "GENRE_DATA_ROOT": str(SHARED_CSV.parent),
     }
 )
 csv.field_size_limit(sys.maxsize)

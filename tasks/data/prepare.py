@@ -115,10 +115,17 @@ def prepare_dataset(
 
 
 def read_split(prepared_dir: Path, split: str) -> tuple[list[str], Any, list[str]]:
-    """(overviews, labels as a float32 [n, genres] array, genre names) of one split."""
+    """(overviews, labels as a float32 [n, genres] array, genre names) of one split; `DataError` when
+    the split has no movie."""
     import numpy as np
 
     table = pq.read_table(prepared_dir / MOVIES_FILE, filters=[("split", "=", split)])
+    if table.num_rows == 0:
+        # Retrying cannot fill it: too few movies, or a split fraction too small for them.
+        raise DataError(
+            f"the {split} split of {prepared_dir / MOVIES_FILE} is empty: give the run more movies "
+            "or a larger test_fraction / validation_fraction"
+        )
     genres = [name for name in table.column_names if name not in ("id", "overview", "split")]
     labels = np.stack([table.column(g).to_numpy() for g in genres], axis=1).astype("float32")
     return table.column("overview").to_pylist(), labels, genres

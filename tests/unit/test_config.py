@@ -104,3 +104,10 @@ def test_run_dir_is_a_safe_folder_name(settings: Settings) -> None:
 )
 def test_ordinary_values_still_pass(settings: Settings, name: str, value: object) -> None:
     assert getattr(RunConfig.from_params({name: value}, settings), name) in (value, tuple(value))
+
+
+def test_production_defaults_do_not_point_at_the_sample_beside_the_checkout() -> None:
+    from tasks.config import PROJECT_ROOT
+
+    settings = Settings.from_env({})
+    assert settings.dataset_url == "" and settings.data_root == PROJECT_ROOT / "data"

@@ -112,6 +112,14 @@ def test_header_only_yields_no_movies_and_no_crash(tmp_path: Path) -> None:
     assert pq.read_table(tmp_path / "prepared" / MOVIES_FILE).num_rows == 0
 
 
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_an_empty_split_is_a_permanent_data_error_naming_it(tmp_path: Path, split: str) -> None:
+    """A header-only file leaves every split empty; a stage reading one fails at once (no retries)."""
+    _prepare(tmp_path, [])
+    with pytest.raises(DataError, match=f"the {split} split of .* is empty"):
+        read_split(tmp_path / "prepared", split)
+
+
 def test_non_utf8_bytes_are_replaced_not_fatal(tmp_path: Path) -> None:
     raw = tmp_path / "raw.csv"
     raw.write_bytes(
