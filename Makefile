@@ -76,6 +76,7 @@ system-deps:
 
 test: venv system-deps
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 # Benchmarks (not tests), about 40 minutes on 2 cores: DAG parse, embedding throughput, Airflow against

@@ -20,14 +20,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tasks.artifacts import read_json
 from tasks.config import RunConfig
+from tasks.model.bundle import read_training_record
 from tasks.registry.versions import ModelRegistry
 
 log = logging.getLogger(__name__)
-
-EXTRA_DIR = "assets.extra"  # beside the SavedModel; TensorFlow Serving ignores it
-TRAINING_RECORD_FILE = "training.json"
 
 
 def plan_candidates(config: RunConfig, served_dir: Path, embedding_fingerprint: str) -> list[dict[str, Any]]:
@@ -50,7 +47,7 @@ def warm_start_source(config: RunConfig, served_dir: Path, embedding_fingerprint
         return None
     path = registry.version_dir(version)
     try:
-        record = read_json(path / EXTRA_DIR / TRAINING_RECORD_FILE)
+        record = read_training_record(path)
     except (OSError, ValueError) as err:
         log.info("training from scratch: served version %d has no readable training record (%s)", version, err)
         return None

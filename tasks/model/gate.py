@@ -18,6 +18,7 @@ from typing import Any
 from tasks.artifacts import read_json, write_json
 from tasks.data.prepare import read_split
 from tasks.errors import ChampionError, ModelGateError
+from tasks.model.bundle import read_labels, serving_probabilities
 from tasks.registry.versions import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -75,15 +76,15 @@ def score_champion(registry: ModelRegistry, prepared_dir: Path, metric: str) -> 
     version = registry.serving_version()
     if version is None:
         return None
-    # Only now: TensorFlow costs seconds and hundreds of MB to import, and a first run needs none.
-    from tasks.model.evaluate import compute_metrics, serving_probabilities
-    from tasks.model.train import LABELS_FILE
+    # Only now: TensorFlow (hundreds of MB) and scikit-learn, under metrics, take seconds to import, and a
+    # first run needs neither.
+    from tasks.model.metrics import compute_metrics
     from tasks.tensorflow_runtime import tf
 
     folder = registry.version_dir(version)
     texts, labels, genres = read_split(prepared_dir, "test")
     try:
-        champion_genres = (folder / "assets" / LABELS_FILE).read_text(encoding="utf-8").splitlines()
+        champion_genres = read_labels(folder)
         if champion_genres != genres:
             return {"version": version, "value": None, "note": f"it predicts {champion_genres}"}
         probabilities = serving_probabilities(tf.saved_model.load(str(folder)), texts)

@@ -3,13 +3,12 @@ each description gets with the model's tuned per-genre thresholds."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.errors import ConfigError
-from tasks.model.evaluate import DECISION_THRESHOLD, predict_probabilities
-from tasks.model.train import LABELS_FILE, THRESHOLDS_FILE
+from tasks.model.bundle import predict_probabilities, read_labels, read_thresholds
+from tasks.model.metrics import DECISION_THRESHOLD
 from tasks.registry.versions import ModelRegistry
 
 
@@ -25,14 +24,22 @@ def predict_genres(descriptions: list[str], served_dir: Path, top: int = 2) -> l
     version = registry.serving_version()
     if version is None:
         raise ConfigError(f"no promoted model in {served_dir}: run the movie_genre_retrain DAG first")
-    assets = registry.version_dir(version) / "assets"
-    genres = (assets / LABELS_FILE).read_text(encoding="utf-8").splitlines()
-    thresholds_file = assets / THRESHOLDS_FILE
-    thresholds = json.loads(thresholds_file.read_text(encoding="utf-8")) if thresholds_file.is_file() else {}
-    probabilities = predict_probabilities(registry.version_dir(version), descriptions)
+    model_dir = registry.version_dir(version)
+    genres = read_labels(model_dir)
+    thresholds = _tuned_thresholds(model_dir)
+    probabilities = predict_probabilities(model_dir, descriptions)
     predictions = []
     for row in probabilities:
         scored = sorted(zip(genres, map(float, row), strict=True), key=lambda pair: pair[1], reverse=True)
         chosen = [genre for genre, p in scored if p >= thresholds.get(genre, DECISION_THRESHOLD)]
         predictions.append(Prediction(top=scored[:top], genres=chosen))
     return predictions
+
+
+def _tuned_thresholds(model_dir: Path) -> dict[str, float]:
+    """The model's tuned thresholds; none for a model exported before they were tuned (every genre then
+    uses DECISION_THRESHOLD)."""
+    try:
+        return read_thresholds(model_dir)
+    except FileNotFoundError:
+        return {}

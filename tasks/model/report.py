@@ -247,7 +247,7 @@ def _model_sections(
 
     matplotlib.use("Agg")  # no display: render to PNG only
 
-    from tasks.model.evaluate import predict_probabilities
+    from tasks.model.bundle import predict_probabilities
 
     with np.load(run_dir / PREDICTIONS_FILE, allow_pickle=False) as data:
         predictions = {name: data[name] for name in data.files}

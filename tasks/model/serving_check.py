@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.errors import ServingCheckError
+from tasks.model.bundle import SERVING_SIGNATURE, SIGNATURE_OUTPUT, read_labels
 
 SAMPLES = {
     "empty": [""],
@@ -42,11 +43,10 @@ def check_in_this_process(model_dir: Path) -> dict[str, Any]:
     """Call `serving_default` on every sample; return the shapes seen, or raise on the first problem."""
     import numpy as np
 
-    from tasks.model.train import LABELS_FILE, SIGNATURE_OUTPUT
     from tasks.tensorflow_runtime import tf
 
-    genres = (model_dir / "assets" / LABELS_FILE).read_text(encoding="utf-8").splitlines()
-    serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    genres = read_labels(model_dir)
+    serve = tf.saved_model.load(str(model_dir)).signatures[SERVING_SIGNATURE]
     shapes = {}
     for name, texts in SAMPLES.items():
         outputs = serve(tf.constant(texts))

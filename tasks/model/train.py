@@ -12,7 +12,8 @@ The embedding is frozen, so training reads the vectors from the embedding cache.
 module and head and takes raw strings: `serving_default` maps a 1-D `tf.string` tensor `descriptions`
 to `probabilities` (float32, `[batch, genres]`); `assets/labels.txt` names the outputs in order and
 `assets/thresholds.json` holds the tuned thresholds. The export also keeps the head alone as
-`head_probabilities(texts, embeddings)`, which evaluation calls with cached vectors.
+`head_probabilities(texts, embeddings)`, which evaluation calls with cached vectors. The file and
+signature names are `bundle`'s, the module every reader of a model folder uses.
 
 Warm start: `assets.extra/` (which TensorFlow Serving ignores) holds the head as a Keras file and a
 record of what it was trained with, so the next weekly run can fine-tune the served model for a few
@@ -21,7 +22,6 @@ epochs instead of training every candidate from scratch (see `candidates`).
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
@@ -32,25 +32,29 @@ from typing import Any
 
 import numpy as np
 
-from tasks.artifacts import atomic_dir, read_json, write_json
+from tasks.artifacts import atomic_dir, write_json
 from tasks.config import RunConfig
 from tasks.data.prepare import read_split
 from tasks.embedding.cache import EmbeddingCache, embed_with_cache
 from tasks.embedding.embed import ModuleEmbedder
 from tasks.errors import ChampionError
-from tasks.model.candidates import EXTRA_DIR, TRAINING_RECORD_FILE
-from tasks.model.evaluate import tune_thresholds
+from tasks.model.bundle import (
+    EXTRA_DIR,
+    SERVING_SIGNATURE,
+    SIGNATURE_INPUT,
+    SIGNATURE_OUTPUT,
+    head_path,
+    read_training_record,
+    training_record_path,
+    write_assets,
+)
+from tasks.model.metrics import tune_thresholds
 from tasks.tensorflow_runtime import hub, tf, tf_keras
 
 log = logging.getLogger(__name__)
 
-LABELS_FILE = "labels.txt"
-THRESHOLDS_FILE = "thresholds.json"
-HEAD_FILE = "head.keras"
 ARCHITECTURE_FIELDS = ("wide", "hidden_units", "dropout", "vocabulary_size")
 WARM_START_PATIENCE = 2  # a fine-tuned head starts near its best: stop soon after it stops improving
-SIGNATURE_INPUT = "descriptions"
-SIGNATURE_OUTPUT = "probabilities"
 WIDE_INPUT_SCALE = 20.0  # measured on the shared sample: 10 → 0.8907, 20 → 0.8910, 30 → 0.8903
 
 
@@ -112,8 +116,8 @@ def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: E
     with atomic_dir(out_dir) as tmp:
         export_serving_model(config.embedding_module, head, genres, thresholds, tmp)
         (tmp / EXTRA_DIR).mkdir()
-        head.save(tmp / EXTRA_DIR / HEAD_FILE)
-        write_json(tmp / EXTRA_DIR / TRAINING_RECORD_FILE, record)
+        head.save(head_path(tmp))
+        write_json(training_record_path(tmp), record)
     auc_history = history.history["val_auc_micro"]
     summary = {
         "model_path": str(out_dir),
@@ -191,7 +195,7 @@ def build_head(config: TrainConfig, dimensions: int, n_genres: int, train_texts:
 
 def load_head(model_dir: Path, learning_rate: float) -> tf_keras.Model:
     """The head of an exported model, ready to train on (a fresh optimizer at `learning_rate`)."""
-    path = model_dir / EXTRA_DIR / HEAD_FILE
+    path = head_path(model_dir)
     try:
         head = tf_keras.models.load_model(path, compile=False, safe_mode=True)
     except (OSError, ValueError) as err:
@@ -212,7 +216,7 @@ def _compile(head: tf_keras.Model, learning_rate: float) -> None:
 
 def _warm_starts(config: TrainConfig) -> int:
     """How many warm starts in a row led to the model being fine-tuned."""
-    return int(read_json(Path(config.warm_start_from) / EXTRA_DIR / TRAINING_RECORD_FILE)["warm_starts"])
+    return int(read_training_record(Path(config.warm_start_from))["warm_starts"])
 
 
 def export_serving_model(
@@ -243,10 +247,7 @@ def export_serving_model(
     serving.head_probabilities = head_probabilities
     # An asset keeps its file name, so the files are written under their final names in a scratch folder.
     with tempfile.TemporaryDirectory(dir=out_dir.parent) as scratch:
-        labels_path = Path(scratch) / LABELS_FILE
-        labels_path.write_text("".join(f"{genre}\n" for genre in genres), encoding="utf-8")
-        thresholds_path = Path(scratch) / THRESHOLDS_FILE
-        thresholds_path.write_text(json.dumps(dict(thresholds), indent=2) + "\n", encoding="utf-8")
+        labels_path, thresholds_path = write_assets(Path(scratch), genres, thresholds)
         serving.labels = tf.saved_model.Asset(str(labels_path))
         serving.thresholds = tf.saved_model.Asset(str(thresholds_path))
-        tf.saved_model.save(serving, str(out_dir), signatures={"serving_default": serve})
+        tf.saved_model.save(serving, str(out_dir), signatures={SERVING_SIGNATURE: serve})

@@ -412,7 +412,7 @@ def _download_dag(dag_id: str, url: str, out_dir: Path):
     """One download task with the project's task defaults and callback, retried at once (no delay)."""
     from airflow.sdk import DAG
 
-    from orchestration.wiring import DEFAULT_TASK_ARGS, stage_task
+    from orchestration.wiring import DEFAULT_TASK_ARGS, step_task
     from tasks.data.download import DownloadPolicy, download_dataset
 
     retried_at_once = {"retries": 2, "retry_delay": timedelta(0), "retry_exponential_backoff": False}
@@ -424,7 +424,7 @@ def _download_dag(dag_id: str, url: str, out_dir: Path):
         default_args={**DEFAULT_TASK_ARGS, **retried_at_once},
     ) as dag:
 
-        @stage_task()
+        @step_task()
         def download() -> dict[str, Any]:
             return download_dataset(url, out_dir, DownloadPolicy(data_root=out_dir, max_bytes=1 << 20))
 

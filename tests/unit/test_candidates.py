@@ -10,7 +10,8 @@ import pytest
 
 from tasks.config import DEFAULT_GENRES, RunConfig, Settings
 from tasks.embedding.cache import EmbeddingCache
-from tasks.model.candidates import EXTRA_DIR, TRAINING_RECORD_FILE, plan_candidates
+from tasks.model.bundle import EXTRA_DIR, HEAD_FILE, TRAINING_RECORD_FILE
+from tasks.model.candidates import plan_candidates
 
 ARCHITECTURE = {"wide": True, "hidden_units": 16, "dropout": 0.5, "vocabulary_size": 20_000}
 
@@ -66,7 +67,7 @@ def test_a_model_exported_without_a_training_record_means_from_scratch(tmp_path:
 @pytest.mark.slow
 def test_fine_tuning_continues_from_the_exported_head(prepared_sample: Path, glove_module: str, tmp_path: Path) -> None:
     from tasks.errors import ChampionError
-    from tasks.model.train import HEAD_FILE, TrainConfig, train_model
+    from tasks.model.train import TrainConfig, train_model
     from tasks.tensorflow_runtime import tf_keras
 
     cache = EmbeddingCache(tmp_path / "cache", "glove")

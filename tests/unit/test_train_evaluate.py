@@ -10,7 +10,8 @@ import pytest
 
 from tasks.config import DEFAULT_GENRES
 from tasks.embedding.cache import EmbeddingCache
-from tasks.model.evaluate import compute_metrics, evaluate_model
+from tasks.model.evaluate import evaluate_model
+from tasks.model.metrics import compute_metrics
 
 pytestmark = pytest.mark.slow
 
