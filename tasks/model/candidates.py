@@ -32,7 +32,9 @@ def plan_candidates(config: RunConfig, served_dir: Path, embedding_fingerprint: 
     source = warm_start_source(config, served_dir, embedding_fingerprint)
     if source is not None:
         log.info("fine-tuning served version %d (warm start %d in a row)", source["version"], source["warm_starts"] + 1)
-        return [{"index": 0, **source["architecture"], "warm_start_from": source["path"]}]
+        # The record's count travels with the candidate: training does not read the record again.
+        warm = {"warm_start_from": source["path"], "warm_starts_before": source["warm_starts"]}
+        return [{"index": 0, **source["architecture"], **warm}]
     return [{"index": index, **overrides} for index, overrides in enumerate(config.candidates)]
 
 

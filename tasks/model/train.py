@@ -44,7 +44,6 @@ from tasks.model.bundle import (
     SIGNATURE_INPUT,
     SIGNATURE_OUTPUT,
     head_path,
-    read_training_record,
     training_record_path,
     write_assets,
 )
@@ -71,6 +70,7 @@ class TrainConfig:
     vocabulary_size: int = 20_000
     patience: int = 8
     warm_start_from: str = ""  # a served model folder whose head to fine-tune (see `candidates`)
+    warm_starts_before: int = 0  # warm starts in a row that led to that model
 
 
 def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: EmbeddingCache) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: E
     train_vectors, valid_vectors = both[: len(train_texts)], both[len(train_texts) :]
     tf_keras.utils.set_random_seed(config.seed)
     if config.warm_start_from:
-        head, warm_starts = load_head(Path(config.warm_start_from), config.learning_rate), _warm_starts(config) + 1
+        head, warm_starts = load_head(Path(config.warm_start_from), config.learning_rate), config.warm_starts_before + 1
     else:
         head, warm_starts = build_head(config, train_vectors.shape[1], len(genres), train_texts), 0
     history = head.fit(
@@ -212,11 +212,6 @@ def _compile(head: tf_keras.Model, learning_rate: float) -> None:
         loss="binary_crossentropy",
         metrics=[tf_keras.metrics.AUC(name="auc_micro")],
     )
-
-
-def _warm_starts(config: TrainConfig) -> int:
-    """How many warm starts in a row led to the model being fine-tuned."""
-    return int(read_training_record(Path(config.warm_start_from))["warm_starts"])
 
 
 def export_serving_model(

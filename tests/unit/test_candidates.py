@@ -38,7 +38,7 @@ def test_a_compatible_served_model_is_fine_tuned_alone(tmp_path: Path) -> None:
     _serve(tmp_path / "served", 1)
     newest = _serve(tmp_path / "served", 2, warm_starts=2)
     (planned,) = plan_candidates(_config(tmp_path), tmp_path / "served", "fp")
-    assert planned == {"index": 0, **ARCHITECTURE, "warm_start_from": str(newest)}
+    assert planned == {"index": 0, **ARCHITECTURE, "warm_start_from": str(newest), "warm_starts_before": 2}
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def test_fine_tuning_continues_from_the_exported_head(prepared_sample: Path, glo
         "warm_starts": 0,
     }
 
-    warm_config = TrainConfig(**{**config.__dict__, "warm_start_from": str(champion)})
+    warm_config = TrainConfig(**{**config.__dict__, "warm_start_from": str(champion), "warm_starts_before": 0})
     warm = train_model(prepared_sample, tmp_path / "warm" / "model", warm_config, cache)
     assert warm["warm_starts"] == 1 and warm["warm_start_from"] == str(champion)
     warm_first_epoch = json.loads((tmp_path / "warm" / "training.json").read_text())
