@@ -96,58 +96,45 @@ def test_model_folder_readers_import_no_tensorflow() -> None:
     assert loaded == "", f"importing {', '.join(LIGHT_MODULES)} loaded {loaded}"
 
 
-@pytest.fixture(scope="module")
-def exported(prepared_sample: Path, glove_module: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tasks.embedding.cache import EmbeddingCache
-    from tasks.model.train import TrainConfig, train_model
-
-    config = TrainConfig(
-        embedding_module=glove_module, epochs=1, batch_size=64, hidden_units=8, learning_rate=0.01, seed=0
-    )
-    out = tmp_path_factory.mktemp("run") / "model"
-    train_model(prepared_sample, out, config, EmbeddingCache(tmp_path_factory.mktemp("cache"), "glove"))
-    return out
-
-
 @pytest.mark.slow
-def test_a_real_export_is_in_the_layout_bundle_reads(exported: Path) -> None:
-    assert read_labels(exported) == list(DEFAULT_GENRES)
-    thresholds = read_thresholds(exported)
+def test_a_real_export_is_in_the_layout_bundle_reads(glove_export: Path) -> None:
+    assert read_labels(glove_export) == list(DEFAULT_GENRES)
+    thresholds = read_thresholds(glove_export)
     assert list(thresholds) == list(DEFAULT_GENRES) and all(0 < t < 1 for t in thresholds.values())
-    record = read_training_record(exported)
+    record = read_training_record(glove_export)
     assert record["genres"] == list(DEFAULT_GENRES)
     assert record["embedding_fingerprint"] == "glove" and record["warm_starts"] == 0
     assert set(record["architecture"]) == {"wide", "hidden_units", "dropout", "vocabulary_size"}
-    assert head_path(exported).is_file()
+    assert head_path(glove_export).is_file()
 
 
 @pytest.mark.slow
-def test_serving_probabilities_cover_every_batch(exported: Path) -> None:
+def test_serving_probabilities_cover_every_batch(glove_export: Path) -> None:
     """More descriptions than one serving batch: every row comes back, each as if called alone."""
     from tasks.model.bundle import SERVING_BATCH_SIZE, predict_probabilities
 
     texts = [f"Movie {i}: a detective story with a twist." for i in range(SERVING_BATCH_SIZE + 3)]
-    probabilities = predict_probabilities(exported, texts)
+    probabilities = predict_probabilities(glove_export, texts)
     assert probabilities.shape == (len(texts), len(DEFAULT_GENRES)) and probabilities.dtype == np.float32
-    alone = predict_probabilities(exported, texts[-1:])
+    alone = predict_probabilities(glove_export, texts[-1:])
     np.testing.assert_allclose(probabilities[-1:], alone, atol=1e-6)
 
 
 @pytest.mark.slow
-def test_predict_uses_the_tuned_thresholds_or_half_without_them(exported: Path, tmp_path: Path) -> None:
+def test_predict_uses_the_tuned_thresholds_or_half_without_them(glove_export: Path, tmp_path: Path) -> None:
     from tasks.model.predict import predict_genres
     from tasks.registry.promote import promote_model
 
     served = tmp_path / "served"
     description = ["A detective hunts a killer through the rainy streets of a city that never sleeps."]
     every_genre = tmp_path / "every_genre"
-    shutil.copytree(exported, every_genre)
+    shutil.copytree(glove_export, every_genre)
     write_assets(every_genre / ASSETS_DIR, DEFAULT_GENRES, dict.fromkeys(DEFAULT_GENRES, 0.0))
     promote_model(every_genre, served, {"dag_run_id": "zero"}, actor="test", reason="test", keep_versions=5)
     [prediction] = predict_genres(description, served, top=len(DEFAULT_GENRES))
     assert prediction.genres == [genre for genre, _ in prediction.top], "a threshold of 0 takes every genre"
     untuned = tmp_path / "untuned"
-    shutil.copytree(exported, untuned)
+    shutil.copytree(glove_export, untuned)
     thresholds_path(untuned).unlink()
     promote_model(untuned, served, {"dag_run_id": "untuned"}, actor="test", reason="test", keep_versions=5)
     [prediction] = predict_genres(description, served, top=len(DEFAULT_GENRES))
