@@ -23,6 +23,7 @@ from tests.sample_data import quick_conf, write_head
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
+TWO_CANDIDATES = [{"wide": True}, {"wide": False}]
 DAG_ID = "movie_genre_retrain"
 RUN_TIMEOUT = 900
 ERROR_LEVELS = ("error", "critical")
@@ -53,9 +54,9 @@ def run(deployment: Deployment, **conf: Any) -> tuple[dict[str, Any], dict[str, 
     """Trigger a quick run with `conf` on top; the finished run and the log of every try of every task
     instance, keyed "task[map index] try N"."""
     cluster = deployment.cluster
-    run_id = cluster.trigger(
-        DAG_ID, {**quick_conf(deployment.dataset, embedding_module=deployment.embedding_module), **conf}
-    )
+    # Two candidates, so that both mapped train tasks' logs are read.
+    params = quick_conf(deployment.dataset, embedding_module=deployment.embedding_module, candidates=TWO_CANDIDATES)
+    run_id = cluster.trigger(DAG_ID, {**params, **conf})
     finished = cluster.wait_for_run(DAG_ID, run_id, RUN_TIMEOUT)
     logs = {}
     for ti in cluster.task_instances(DAG_ID, run_id):
