@@ -18,6 +18,7 @@ SHARED_SAMPLE := $(abspath $(ROOT)/../shared/data/movies_metadata_head5000.csv)
 ifneq ($(wildcard $(SHARED_SAMPLE)),)
 export MOVIES_DATASET_URL ?= $(SHARED_SAMPLE)
 export GENRE_DATA_ROOT ?= $(dir $(SHARED_SAMPLE))
+export GENRE_SCORING_URL ?= $(SHARED_SAMPLE)
 endif
 
 .PHONY: venv run ui test bench clean system-deps

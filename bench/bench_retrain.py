@@ -4,6 +4,8 @@ cold: a fresh home (empty embedding cache, no served model) retrains on the file
 warm: a home where last week's run (the file without a stable 5% of its records) already ran and
 promoted a model; this week's file adds the other 5%. The embedding cache holds last week's vectors,
 so only new descriptions are embedded, and the served model is fine-tuned (see `tasks.model.candidates`).
+unchanged: the same home again, on this week's file once more: the training fingerprint equals the
+served version's, so the run ends after `fingerprint` (the DAG's short-circuit) and promotes nothing.
 
     python -m bench.bench_retrain MODULE_DIR [CSV] [--repeats 3]
 """
@@ -25,6 +27,7 @@ from bench.sample import SHARED_SAMPLE_CSV
 
 NEW_SHARE = 0.05
 GOAL_RATIO = 0.25
+UNCHANGED_GOAL_RATIO = 0.10  # an unchanged week against a full warm run
 
 
 def measure_warm(
@@ -40,11 +43,14 @@ def measure_warm(
     work.mkdir(parents=True, exist_ok=True)
     last_week = without_new_share(source, work / f"last_week_{source.name}")
     cold = cold or [run_direct(work / f"cold-{repeat}", params, isolate=isolate) for repeat in range(repeats)]
-    warm = []
+    warm, unchanged = [], []
     for repeat in range(repeats):
         home = work / f"warm-{repeat}"
         run_direct(home, {**params, "dataset_url": str(last_week)}, run_id="last-week", isolate=isolate)
         warm.append(run_direct(home, params, run_id="this-week", isolate=isolate))
+        unchanged.append(run_direct(home, params, run_id="this-week-again", isolate=isolate))
+    if any(run.summaries["fingerprint"]["retrain"] or "promote" in run.summaries for run in unchanged):
+        raise RuntimeError("the same file again was retrained: the unchanged-week figures would mean nothing")
     return {
         "rows": source.name,
         "isolated_stages": isolate,
@@ -53,6 +59,9 @@ def measure_warm(
         "cold": summarize(cold),
         "warm": summarize(warm),
         "ratio": median([r.seconds for r in warm]) / median([r.seconds for r in cold]),
+        "unchanged": summarize(unchanged),
+        "unchanged_goal_ratio": UNCHANGED_GOAL_RATIO,
+        "unchanged_ratio": median([r.seconds for r in unchanged]) / median([r.seconds for r in warm]),
         "embedded": {
             "cold": cold[0].summaries["embed"]["computed"],
             "warm": warm[0].summaries["embed"]["computed"],
@@ -88,7 +97,8 @@ def main() -> None:
         result = measure_warm(args.module_dir, args.csv, Path(scratch), args.repeats)
     print(
         f"cold {result['cold']['seconds']:.1f} s, warm {result['warm']['seconds']:.1f} s, "
-        f"warm / cold {result['ratio']:.2f} (goal <= {GOAL_RATIO})"
+        f"warm / cold {result['ratio']:.2f} (goal <= {GOAL_RATIO}); unchanged {result['unchanged']['seconds']:.1f} s, "
+        f"unchanged / warm {result['unchanged_ratio']:.2f} (goal <= {UNCHANGED_GOAL_RATIO})"
     )
 
 

@@ -26,7 +26,8 @@ from tasks.config import Settings
 
 
 def run_pipeline(run: steps.RunContext, isolate: bool = False) -> list[dict[str, Any]]:
-    """Run every step up to promotion, then the report; the timeline of (step, start, end, summary).
+    """Run every step up to promotion, then the report (or, with nothing new since the served version,
+    up to the fingerprint); the timeline of (step, start, end, summary).
     `isolate`: each step in a process of its own, forked from this light one (as Airflow's executors
     run each task), so a step's peak memory is its own."""
     timeline: list[dict[str, Any]] = []
@@ -42,8 +43,10 @@ def run_pipeline(run: steps.RunContext, isolate: bool = False) -> list[dict[str,
     embedding = timed("embedding_module", lambda: steps.embedding_module(run))
     downloaded = timed("download", lambda: steps.download(run))
     prepared = timed("prepare", lambda: steps.prepare(run, downloaded))
-    timed("validate", lambda: steps.validate(run, prepared))
+    if not timed("fingerprint", lambda: steps.fingerprint(run, prepared, embedding))["retrain"]:
+        return timeline  # what the DAG's short-circuit does: nothing new, nothing below runs
     timed("embed", lambda: steps.embed(run, prepared, embedding))
+    timed("validate", lambda: steps.validate(run, prepared, embedding))
     planned = timed("candidates", lambda: steps.candidates(run, embedding))
     trained_candidates = [
         timed("train", lambda candidate=candidate: steps.train(run, candidate, prepared, embedding))

@@ -142,6 +142,10 @@ def _goal_rows(results: dict[str, Any]) -> list[str]:
         rows.append(
             _goal(f"Warm retrain / cold, {warm['rows']}", "≤ 0.25", f"{warm['ratio']:.2f}", warm["ratio"] <= 0.25)
         )
+        if "unchanged_ratio" in warm:  # measured since the training fingerprint exists
+            ratio, goal = warm["unchanged_ratio"], warm["unchanged_goal_ratio"]
+            what = f"Unchanged week / warm retrain, {warm['rows']}"
+            rows.append(_goal(what, f"≤ {goal}", f"{ratio:.2f}", ratio <= goal))
     return rows
 
 
@@ -248,7 +252,8 @@ def _warm_section(warm_runs: list[dict[str, Any]]) -> list[str]:
     lines.append(
         "Cold: fresh home, every description embedded, every candidate trained. Warm: last week's file (a stable "
         "95% of the records) ran and promoted first; this week's adds the other 5%: only those are embedded and "
-        "the served model is fine-tuned."
+        "the served model is fine-tuned. Unchanged: this week's file once more in the same home; its training "
+        "fingerprint equals the served version's, so the run ends after `fingerprint` and promotes nothing."
     )
     for warm in warm_runs:
         lines += [
@@ -260,9 +265,17 @@ def _warm_section(warm_runs: list[dict[str, Any]]) -> list[str]:
             f"{warm['embedded']['warm']:,} warm; test micro-AUC {warm['auc_micro']['cold']:.4f} cold, "
             f"{warm['auc_micro']['warm']:.4f} warm; warm runs fine-tuned the served model: {warm['warm_started']}.",
             "",
-            *_stage_table({"cold": warm["cold"], "warm": warm["warm"]}),
+            *_unchanged_lines(warm),
+            *_stage_table({name: warm[name] for name in ("cold", "warm", "unchanged") if name in warm}),
         ]
     return [*lines, ""]
+
+
+def _unchanged_lines(warm: dict[str, Any]) -> list[str]:
+    if "unchanged" not in warm:
+        return []
+    ratio, goal = warm["unchanged_ratio"], warm["unchanged_goal_ratio"]
+    return [f"unchanged week / warm = **{ratio:.2f}** (goal ≤ {goal}).", ""]
 
 
 def _commit() -> str:

@@ -1,11 +1,15 @@
 """Weekly retrain of the movie-genre classifier.
 
-download → prepare → validate (data gate) → embed → candidates → train (one mapped task per
-candidate: every configuration from scratch, or the served model fine-tuned, see
-`tasks.model.candidates`) → select_model (best on validation) → evaluate → gate (model gate) →
-serving_check → promote. Then, whatever happened, report (report.html) and gate_alert (the alert of a
-failed quality gate, which points at that report). Both are teardown tasks, so the run's state is the
-pipeline's, not theirs.
+download → prepare → fingerprint → retrain_needed → embed → validate (data gate, with drift against the
+served version's training data) → candidates → train (one mapped task per candidate: every
+configuration from scratch, or the served model fine-tuned, see `tasks.model.candidates`) →
+select_model (best on validation) → evaluate → gate (model gate) → serving_check → promote. Then,
+whatever happened, report (report.html) and gate_alert (the alert of a failed quality gate, which points
+at that report). Both are teardown tasks, so the run's state is the pipeline's, not theirs.
+
+`retrain_needed` is a short-circuit: when the served version was trained on exactly this data,
+embedding module, params and code (its training fingerprint), every task below it is skipped and the
+run succeeds, with nothing promoted and no alert. The `force` param retrains anyway.
 
 `embedding_module` (the project's own module, built once and cached, unless a module is given) feeds
 embed, train and evaluate. Wiring only: each task calls its step in `tasks.pipeline`, which imports its
@@ -19,9 +23,11 @@ from typing import Any
 
 from airflow.sdk import dag, get_current_context, task
 
+from orchestration.assets import SERVED_MODEL, announce_served_version
 from orchestration.wiring import (
     DEFAULT_TASK_ARGS,
     finished_summary,
+    retrain_wanted,
     run_context,
     stage_summaries,
     step_task,
@@ -56,9 +62,17 @@ def movie_genre_retrain() -> None:
     def prepare(downloaded: dict[str, Any]) -> dict[str, Any]:
         return steps.prepare(run_context(), downloaded)
 
+    @step_task()
+    def fingerprint(prepared: dict[str, Any], embedding: dict[str, Any]) -> dict[str, Any]:
+        return steps.fingerprint(run_context(), prepared, embedding)
+
+    @task.short_circuit
+    def retrain_needed(fingerprinted: dict[str, Any]) -> bool:
+        return retrain_wanted(fingerprinted)
+
     @step_task(retries=0)
-    def validate(prepared: dict[str, Any]) -> dict[str, Any]:
-        return steps.validate(run_context(), prepared)
+    def validate(prepared: dict[str, Any], embedding: dict[str, Any]) -> dict[str, Any]:
+        return steps.validate(run_context(), prepared, embedding)
 
     @step_task()
     def embed(prepared: dict[str, Any], embedding: dict[str, Any]) -> dict[str, Any]:
@@ -90,9 +104,11 @@ def movie_genre_retrain() -> None:
     def serving_check(trained: dict[str, Any]) -> dict[str, Any]:
         return steps.serving_check(run_context(), trained)
 
-    @step_task()
+    @step_task(outlets=[SERVED_MODEL])
     def promote(trained: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
-        return steps.promote(run_context(), trained, decision, stage_summaries(steps.MANIFEST_STAGES))
+        promoted = steps.promote(run_context(), trained, decision, stage_summaries(steps.MANIFEST_STAGES))
+        announce_served_version(get_current_context(), promoted)  # the asset event's extra: version, metrics
+        return promoted
 
     @step_task()
     def report() -> dict[str, Any]:
@@ -108,10 +124,13 @@ def movie_genre_retrain() -> None:
     embedding = embedding_module()
     downloaded = download()
     prepared = prepare(downloaded)
-    validated = validate(prepared)
+    # Nothing new since the served version: everything below is skipped, and the run succeeds.
+    needed = retrain_needed(fingerprint(prepared, embedding))
     embedded = embed(prepared, embedding)
-    trained_candidates = train.partial(prepared=prepared, embedding=embedding).expand(candidate=candidates(embedding))
-    validated >> embedded >> trained_candidates
+    validated = validate(prepared, embedding)
+    planned = candidates(embedding)
+    needed >> embedded >> validated >> planned
+    trained_candidates = train.partial(prepared=prepared, embedding=embedding).expand(candidate=planned)
     trained = select_model(trained_candidates)
     evaluation = evaluate(trained, prepared, embedding)
     decision = gate(evaluation, prepared)

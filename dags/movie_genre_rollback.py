@@ -1,7 +1,9 @@
 """Manual rollback of the served movie-genre model.
 
 Re-publishes the chosen version as the new highest version, so TensorFlow Serving switches to it, and
-records the rollback in the model folder's history. Trigger it from the UI: left empty, `version` means
+records the rollback in the model folder's history. A rollback that succeeds emits an event of the
+served-model asset (the new version and the metrics of the version served again), which starts
+`movie_genre_batch_predict`. Trigger it from the UI: left empty, `version` means
 the version served before the current one. The version already served is refused.
 """
 
@@ -12,6 +14,7 @@ from typing import Any
 
 from airflow.sdk import dag, get_current_context
 
+from orchestration.assets import SERVED_MODEL, announce_served_version
 from orchestration.wiring import DEFAULT_TASK_ARGS, step_task, trigger_form
 from tasks.config import ROLLBACK_PARAM_SCHEMAS, RollbackConfig, Settings
 
@@ -29,20 +32,22 @@ from tasks.config import ROLLBACK_PARAM_SCHEMAS, RollbackConfig, Settings
     doc_md=__doc__,
 )
 def movie_genre_rollback() -> None:
-    @step_task()
+    @step_task(outlets=[SERVED_MODEL])
     def rollback() -> dict[str, Any]:
         from tasks.registry.rollback import rollback_model
 
         context = get_current_context()
         settings = Settings.from_env()
         config = RollbackConfig.from_params(context["params"], settings)
-        return rollback_model(
+        published = rollback_model(
             settings.served_model_dir,
             config.version,
             actor=f"dag_run:{context['run_id']}",
             reason=config.reason,
             keep_versions=config.keep_versions,
         )
+        announce_served_version(context, published)  # the asset event's extra: version served again, metrics
+        return published
 
     rollback()
 

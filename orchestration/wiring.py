@@ -68,6 +68,12 @@ def step_task(**task_kwargs: Any) -> Callable[[TaskBody], Any]:
     return decorate
 
 
+def retrain_wanted(fingerprinted: Mapping[str, Any]) -> bool:
+    """The short-circuit's condition: false skips the rest of the run, which then succeeds unalerted."""
+    log.info("%s", fingerprinted["reason"])
+    return bool(fingerprinted["retrain"])
+
+
 def finished_summary(task_id: str) -> dict[str, Any] | None:
     """The summary of a task of this run that succeeded, or None: read without an edge from that task
     (so the graph shows the flow) and without asking for an XCom that a failed task never wrote."""

@@ -47,6 +47,7 @@ class Settings:
     data_root: Path  # a local dataset (path or file://) must lie below it
     alert_emails: tuple[str, ...] = ()  # failure alert recipients (with the smtp_default connection)
     alert_sender: str = DEFAULT_ALERT_SENDER
+    scoring_url: str = ""  # the movies batch predict scores when the served model changes
     # Site defaults of run params (GENRE_PARAM_DEFAULTS, a JSON object), over the schemas' own defaults.
     site_param_defaults: Mapping[str, Any] = field(default_factory=dict)
 
@@ -59,6 +60,7 @@ class Settings:
             data_root=Path(environ.get("GENRE_DATA_ROOT", PROJECT_ROOT / "data")).resolve(),
             alert_emails=tuple(a.strip() for a in environ.get("GENRE_ALERT_EMAILS", "").split(",") if a.strip()),
             alert_sender=environ.get("GENRE_ALERT_FROM", "").strip() or DEFAULT_ALERT_SENDER,
+            scoring_url=environ.get("GENRE_SCORING_URL", ""),
             site_param_defaults=_site_param_defaults(environ.get("GENRE_PARAM_DEFAULTS", "")),
         )
 
@@ -85,6 +87,11 @@ class Settings:
     @property
     def embedding_cache_dir(self) -> Path:
         return self.artifacts_dir / "embedding_cache"
+
+    @property
+    def predictions_dir(self) -> Path:
+        """Batch predictions, one folder per served version."""
+        return self.artifacts_dir / "predictions"
 
     @property
     def served_model_dir(self) -> Path:
@@ -204,6 +211,74 @@ class RunConfig:
         section=DATA_GATE,
         description="Data gate: fewest CSV records, and fewest movies left after filtering, to train on.",
     )
+    force: bool = param(
+        default=False,
+        type="boolean",
+        section=DATA_GATE,
+        description="Retrain even when nothing changed since the served version, and accept the data's drift "
+        "from that version's training data (the other data checks still apply).",
+    )
+    max_genre_share_change: float = param(
+        default=0.10,
+        type="number",
+        minimum=0,
+        maximum=1,
+        section=DATA_GATE,
+        description="Drift: most change of a genre's share of movies against the served version's training data "
+        "(0.10 = 10 points).",
+    )
+    max_length_distance: float = param(
+        default=0.25,
+        type="number",
+        minimum=0,
+        maximum=1,
+        section=DATA_GATE,
+        description="Drift: most distance between the overview-length distributions now and in the served "
+        "version's training data (Kolmogorov-Smirnov on log-spaced length bins, 0 to 1).",
+    )
+    max_language_distance: float = param(
+        default=0.15,
+        type="number",
+        minimum=0,
+        maximum=1,
+        section=DATA_GATE,
+        description="Drift: most distance between the original_language shares now and then (total variation, 0 to 1).",
+    )
+    max_new_share: float = param(
+        default=0.5,
+        type="number",
+        minimum=0,
+        maximum=1,
+        section=DATA_GATE,
+        description="Drift: most share of movies that the served version's training data did not have.",
+    )
+    max_gone_share: float = param(
+        default=0.5,
+        type="number",
+        minimum=0,
+        maximum=1,
+        section=DATA_GATE,
+        description="Drift: most share of the served version's training movies that are gone now.",
+    )
+    max_changed_share: float = param(
+        default=0.2,
+        type="number",
+        minimum=0,
+        maximum=1,
+        section=DATA_GATE,
+        description="Drift: most share of the movies in both whose overview or genres changed.",
+    )
+    max_embedding_drift: float = param(
+        default=0.15,
+        type="number",
+        minimum=0,
+        maximum=2,
+        section=DATA_GATE,
+        description="Drift: most embedding drift against the served version's training data: 1 - cosine "
+        "between a genre's direction in the embedding space (from the mean of all overviews to the mean of the "
+        "genre's) now and then, the largest over the genres (0 to 2). An ordinary week measures about 0.003, "
+        "overviews shuffled between movies or a genre given to other movies about 1.",
+    )
     genres: tuple[str, ...] = param(
         default=list(DEFAULT_GENRES),
         type="array",
@@ -214,7 +289,7 @@ class RunConfig:
             "minLength": 1,
             "maxLength": 100,
             "pattern": r"^[^\x00-\x1f\x7f/\\]+$",
-            "not": {"enum": ["id", "overview", "split"]},
+            "not": {"enum": ["id", "overview", "split", "original_language"]},
         },
         minItems=1,
         maxItems=100,

@@ -6,8 +6,9 @@ the step runs, so this module stays light enough for a DAG file), and returns th
 the step's duration (`seconds`). `dags/movie_genre_retrain.py` calls one step per task, and
 `bench/pipeline.py` calls the same steps in order in one process, so the two cannot drift apart.
 
-Order (`STEPS`): embedding_module, download, prepare, validate, embed, candidates, train (once per
-candidate), select_model, evaluate, gate, serving_check, promote, report.
+Order (`STEPS`): embedding_module, download, prepare, fingerprint (a run with nothing new ends here),
+embed, validate, candidates, train (once per candidate), select_model, evaluate, gate, serving_check,
+promote, report.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ STEPS = (
     "embedding_module",
     "download",
     "prepare",
-    "validate",
+    "fingerprint",
     "embed",
+    "validate",
     "candidates",
     "train",
     "select_model",
@@ -44,8 +46,9 @@ MANIFEST_STAGES = {
     "embedding_module": "embedding_module",
     "download": "download",
     "prepare": "prepare",
-    "validate": "validate",
+    "fingerprint": "fingerprint",
     "embed": "embed",
+    "validate": "validate",
     "train": "select_model",
     "evaluate": "evaluate",
     "gate": "gate",
@@ -116,11 +119,59 @@ def prepare(run: RunContext, downloaded: Summary) -> Summary:
 
 
 @timed
-def validate(run: RunContext, prepared: Summary) -> Summary:
-    from tasks.data.validate import validate_dataset
+def fingerprint(run: RunContext, prepared: Summary, embedding: Summary) -> Summary:
+    """The run's training fingerprint, and whether to retrain: `retrain` is false when the served version
+    was trained on exactly this (same data, module, params and code) and the run is not forced."""
+    from tasks.registry.fingerprint import training_fingerprint, unchanged_since
 
-    parameters = {"min_rows": run.config.min_rows}
-    return validate_dataset(Path(prepared["path"]), EXPECTATIONS_DIR, run.dir / "validation", parameters)
+    summary = training_fingerprint(Path(prepared["path"]), embedding["fingerprint"], run.config)
+    same_as = unchanged_since(run.settings.served_model_dir, summary["fingerprint"])
+    if same_as is None:
+        reason = "the data, embedding module, params or code changed since the served version (or none is served)"
+    elif run.config.force:
+        reason = f"unchanged since version {same_as}, retraining anyway (force)"
+    else:
+        reason = f"unchanged since version {same_as}: nothing to retrain"
+    return {**summary, "unchanged_since": same_as, "retrain": same_as is None or run.config.force, "reason": reason}
+
+
+@timed
+def validate(run: RunContext, prepared: Summary, embedding: Summary) -> Summary:
+    """The data gate, with drift checks against the served version's training data. `embedding` is the
+    embedding_module summary (as embed and train take it): embed ran first, so its cache holds every
+    overview's vector."""
+    import numpy as np
+
+    from tasks.artifacts import read_json
+    from tasks.data.drift import TOLERANCE_PARAMS, ServedProfile
+    from tasks.data.profile import PROFILE_FILE, EmbeddingSource
+    from tasks.data.validate import validate_dataset
+    from tasks.embedding.cache import text_key
+    from tasks.registry.versions import ModelRegistry
+
+    registry = ModelRegistry(run.settings.served_model_dir)
+    version = registry.serving_version()
+    profile_file = registry.version_dir(version) / PROFILE_FILE if version is not None else None
+    served = ServedProfile(version, read_json(profile_file) if profile_file and profile_file.is_file() else None)
+    vectors = run.embedding_cache(embedding).load()
+
+    def vectors_of(texts: list[str]) -> np.ndarray:
+        keys = [text_key(text) for text in texts]
+        missing = sum(key not in vectors for key in keys)
+        if missing:  # embed did not run, or a cache shard was set aside since: embed again, then validate
+            raise RuntimeError(f"the embedding cache lacks {missing} of {len(texts)} overviews: run embed first")
+        return np.stack([vectors[key] for key in keys])
+
+    parameters = {"min_rows": run.config.min_rows, **{name: getattr(run.config, name) for name in TOLERANCE_PARAMS}}
+    return validate_dataset(
+        Path(prepared["path"]),
+        EXPECTATIONS_DIR,
+        run.dir / "validation",
+        parameters,
+        embeddings=EmbeddingSource(embedding["fingerprint"], vectors_of),
+        served=served,
+        force=run.config.force,
+    )
 
 
 @timed
@@ -185,7 +236,9 @@ def serving_check(run: RunContext, trained: Summary) -> Summary:
 
 @timed
 def promote(run: RunContext, trained: Summary, decision: Summary, stages: Mapping[str, Summary | None]) -> Summary:
-    """Publish the model; `stages` are the summaries of MANIFEST_STAGES, for its manifest."""
+    """Publish the model, with the profile of its training data for the next runs' drift checks; `stages`
+    are the summaries of MANIFEST_STAGES, for its manifest."""
+    from tasks.data.profile import PROFILE_FILE
     from tasks.registry.promote import build_manifest, promote_model
 
     return promote_model(
@@ -195,6 +248,7 @@ def promote(run: RunContext, trained: Summary, decision: Summary, stages: Mappin
         actor=f"dag_run:{run.run_id}",
         reason=decision["reason"],
         keep_versions=run.config.keep_versions,
+        extras={PROFILE_FILE: run.dir / "validation" / PROFILE_FILE},
     )
 
 
@@ -210,4 +264,25 @@ def report(run: RunContext, selected: Summary | None, promoted: Summary | None, 
         dag_id=dag_id,
         run_id=run.run_id,
         version=promoted["version"] if promoted else None,
+    )
+
+
+@timed
+def batch_predict(settings: Settings, announced_version: int | None = None) -> Summary:
+    """The batch predict DAG's one step: tag the movies at GENRE_SCORING_URL with the served version's
+    genres, into `predictions/<version>/` (`announced_version`: the version the asset event named).
+    Downloads are capped by max_download_bytes' default (the site's, from GENRE_PARAM_DEFAULTS, if set)."""
+    from tasks.config import PARAM_SCHEMAS
+    from tasks.data.download import DownloadPolicy
+    from tasks.model.batch_predict import batch_predict as score_catalogue
+
+    limit = settings.param_defaults({"max_download_bytes": PARAM_SCHEMAS["max_download_bytes"]})
+    policy = DownloadPolicy(data_root=settings.data_root, max_bytes=limit["max_download_bytes"])
+    return score_catalogue(
+        settings.scoring_url,
+        settings.served_model_dir,
+        settings.predictions_dir,
+        settings.embedding_cache_dir,
+        policy,
+        announced_version=announced_version,
     )

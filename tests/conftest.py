@@ -33,6 +33,7 @@ os.environ.update(
         # Production has no default dataset: the tests' is the real sample, and local files lie below it.
         "MOVIES_DATASET_URL": str(SHARED_CSV),
         "GENRE_DATA_ROOT": str(SHARED_CSV.parent),
+        "GENRE_SCORING_URL": str(SHARED_CSV),  # the batch predict DAG's movies
     }
 )
 csv.field_size_limit(sys.maxsize)

@@ -4,8 +4,9 @@ Streams the CSV record by record and writes Parquet a chunk of records at a time
 chunk and the set of kept ids whatever the file's size. Keeps movies with a numeric id, a non-empty
 overview and at least one target genre, and writes to `prepared/`:
 
-- `movies.parquet`: `id`, `overview`, `split` ("train", "validation" or "test") and one 0/1 column
-  per genre, in the configured order;
+- `movies.parquet`: `id`, `overview`, `split` ("train", "validation" or "test"), `original_language`
+  (nullable; only when the CSV has that column, for the data profile's language shares) and one 0/1
+  column per genre, in the configured order;
 - `records.parquet`: one row per CSV record with what parsing found (the data gate checks it);
 - `genre_coverage.parquet`: positives per genre and split (the data gate checks it).
 
@@ -29,11 +30,15 @@ import pyarrow.parquet as pq
 
 from tasks.artifacts import atomic_dir, write_json
 from tasks.data.genres import GenreParseError, parse_genres
-from tasks.errors import DataError
+from tasks.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("id", "overview", "genres")
+# Carried into movies.parquet when the CSV has them (an empty field becomes null); never required.
+OPTIONAL_COLUMNS = ("original_language",)
+# The columns of movies.parquet that are not genres.
+NON_GENRE_COLUMNS = ("id", "overview", "split", *OPTIONAL_COLUMNS)
 MOVIES_FILE = "movies.parquet"
 RECORDS_FILE = "records.parquet"
 COVERAGE_FILE = "genre_coverage.parquet"
@@ -69,7 +74,9 @@ RECORDS_SCHEMA = pa.schema(
 class _Chunk:
     """Records parsed since the last write, as columns."""
 
-    movies: dict[str, list[Any]] = field(default_factory=lambda: {"id": [], "overview": [], "split": [], "labels": []})
+    movies: dict[str, list[Any]] = field(
+        default_factory=lambda: {name: [] for name in ("id", "overview", "split", "labels", *OPTIONAL_COLUMNS)}
+    )
     records: dict[str, list[Any]] = field(default_factory=lambda: {name: [] for name in RECORDS_SCHEMA.names})
 
 
@@ -126,22 +133,28 @@ def read_split(prepared_dir: Path, split: str) -> tuple[list[str], Any, list[str
             f"the {split} split of {prepared_dir / MOVIES_FILE} is empty: give the run more movies "
             "or a larger test_fraction / validation_fraction"
         )
-    genres = [name for name in table.column_names if name not in ("id", "overview", "split")]
+    genres = genre_columns(table.column_names)
     labels = np.stack([table.column(g).to_numpy() for g in genres], axis=1).astype("float32")
     return table.column("overview").to_pylist(), labels, genres
+
+
+def genre_columns(names: Sequence[str]) -> list[str]:
+    """The genre columns among movies.parquet's column `names`, in order."""
+    return [name for name in names if name not in NON_GENRE_COLUMNS]
 
 
 def _write_tables(raw_csv: Path, out_dir: Path, genres: Sequence[str], fractions: tuple[float, float]) -> _Totals:
     """Stream the CSV's records into movies.parquet and records.parquet, a chunk at a time."""
     totals = _Totals()
     wanted = {name: index for index, name in enumerate(genres)}
-    movies_schema = _movies_schema(genres)
+    optional = [name for name in OPTIONAL_COLUMNS if name in csv_header(raw_csv)]
+    movies_schema = _movies_schema(genres, optional)
     chunk = _Chunk()
     with (
         pq.ParquetWriter(out_dir / MOVIES_FILE, movies_schema) as movies,
         pq.ParquetWriter(out_dir / RECORDS_FILE, RECORDS_SCHEMA) as records,
     ):
-        for row in _records(raw_csv):
+        for row in iter_records(raw_csv, optional=optional):
             _add_record(row, chunk, totals, wanted, fractions)
             if len(chunk.records["record"]) >= CHUNK_ROWS:
                 _write_chunk(chunk, movies, records, genres)
@@ -171,7 +184,7 @@ def _add_record(
     for name in names or ():
         if name in wanted:
             labels[wanted[name]] = 1
-    movie_id = int(raw_id) if raw_id.strip().isascii() and raw_id.strip().isdigit() else None
+    movie_id = parse_movie_id(raw_id)
     reason = _drop_reason(movie_id, overview, names, labels, totals.seen_ids)
     _note_record(chunk, totals, raw_id, len(overview), names is not None, sum(labels), reason)
     if reason is None:
@@ -181,6 +194,8 @@ def _add_record(
         totals.positives.update((index, split) for index, flag in enumerate(labels) if flag)
         for name, value in (("id", movie_id), ("overview", overview), ("split", split), ("labels", labels)):
             chunk.movies[name].append(value)
+        for name in OPTIONAL_COLUMNS:
+            chunk.movies[name].append(row.get(name, "").strip() or None)
 
 
 def _note_record(
@@ -200,6 +215,11 @@ def _note_record(
         totals.dropped[drop_reason] += 1
 
 
+def parse_movie_id(raw_id: str) -> int | None:
+    """A record's movie id: its digits (ASCII, surrounding spaces allowed) as an int, else None."""
+    return int(raw_id) if raw_id.strip().isascii() and raw_id.strip().isdigit() else None
+
+
 def _drop_reason(
     movie_id: int | None, overview: str, names: list[str] | None, labels: list[int], seen_ids: set[int]
 ) -> str | None:
@@ -216,20 +236,24 @@ def _drop_reason(
     return None
 
 
-def _records(raw_csv: Path) -> Iterator[dict[str, str] | None]:
-    """The required fields of each CSV record, or None for a record with the wrong field count."""
+def iter_records(
+    raw_csv: Path, columns: Sequence[str] = REQUIRED_COLUMNS, optional: Sequence[str] = ()
+) -> Iterator[dict[str, str] | None]:
+    """The `columns` of each CSV record, and those of `optional` the header has, streamed, or None for a
+    record with the wrong field count; `DataError` naming the missing ones when the header lacks any of
+    `columns`."""
     csv.field_size_limit(sys.maxsize)
     # Undecodable bytes become U+FFFD rather than failing the whole file.
     with raw_csv.open(encoding="utf-8", errors="replace", newline="") as handle:
         reader = csv.reader(handle)
-        header = [name.strip().lstrip("\ufeff") for name in next(reader, [])]
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        header = _header(reader)
+        missing = [c for c in columns if c not in header]
         if missing:
             raise DataError(
                 f"{raw_csv.name}: missing required column(s) {', '.join(missing)}; "
                 f"header has {', '.join(header) or 'nothing'}"
             )
-        positions = {c: header.index(c) for c in REQUIRED_COLUMNS}
+        positions = {c: header.index(c) for c in (*columns, *(c for c in optional if c in header))}
         for fields_ in reader:
             if len(fields_) != len(header):
                 yield None
@@ -237,9 +261,24 @@ def _records(raw_csv: Path) -> Iterator[dict[str, str] | None]:
                 yield {c: fields_[i] for c, i in positions.items()}
 
 
-def _movies_schema(genres: Sequence[str]) -> pa.Schema:
+def csv_header(raw_csv: Path) -> list[str]:
+    """The column names of a CSV file (an empty list for an empty file)."""
+    with raw_csv.open(encoding="utf-8", errors="replace", newline="") as handle:
+        return _header(csv.reader(handle))
+
+
+def _header(reader: Iterator[list[str]]) -> list[str]:
+    return [name.strip().lstrip("\ufeff") for name in next(reader, [])]
+
+
+def _movies_schema(genres: Sequence[str], optional: Sequence[str]) -> pa.Schema:
+    clash = [genre for genre in genres if genre in NON_GENRE_COLUMNS]
+    if clash:
+        # Read back, the column would be taken for the other (read_split tells genres by name).
+        raise ConfigError(f"genre {clash[0]!r} has the name of a prepared column: rename it")
     return pa.schema(
         [("id", pa.int64()), ("overview", pa.string()), ("split", pa.string())]
+        + [(name, pa.string()) for name in optional]
         + [(genre, pa.int8()) for genre in genres]
     )
 
@@ -247,6 +286,7 @@ def _movies_schema(genres: Sequence[str]) -> pa.Schema:
 def _write_chunk(chunk: _Chunk, movies: pq.ParquetWriter, records: pq.ParquetWriter, genres: Sequence[str]) -> None:
     labels = chunk.movies["labels"]
     columns = [chunk.movies["id"], chunk.movies["overview"], chunk.movies["split"]]
+    columns += [chunk.movies[name] for name in movies.schema.names if name in OPTIONAL_COLUMNS]
     columns += [[row[index] for row in labels] for index in range(len(genres))]
     movies.write_table(pa.Table.from_arrays(columns, schema=movies.schema))
     records.write_table(pa.Table.from_pydict(chunk.records, schema=RECORDS_SCHEMA))

@@ -1,15 +1,24 @@
 """Stage 3, the data gate: check the prepared data with Great Expectations 1.x.
 
 Suites are data: every `expectations/*.json` is a GX expectation suite whose `meta.dataset` names the
-prepared table it checks (`records`, `movies` or `genre_coverage`). Suite values written as
-`{"$PARAMETER": "name"}` are filled from the run's params (e.g. `min_rows`).
+table it checks. Static suites check a prepared table (`records`, `movies` or `genre_coverage`); drift
+suites check this run's drift from the data the served version learned from (`drift`, one row of
+distances, and `drift_genres`, one row per genre; see `tasks.data.drift`). Suite values written as
+`{"$PARAMETER": "name"}` are filled from the run's params (e.g. `min_rows`, `max_genre_share_change`).
 
 GX checks a typed, reduced frame: a text column (`overview`) arrives as its length in characters
 (`overview_length`), computed by Arrow a row group at a time. The suites only look at lengths, and the
 texts never become Python strings in pandas, which is what made validation's memory grow with the file.
 
-Writes `validation/results.json` and the Data Docs site (`validation/data_docs/index.html`). If any
-expectation fails, raises `DataGateError` naming each one, after the artifacts are written.
+Every run profiles its data (`validation/data_profile.json`, see `tasks.data.profile`): promotion keeps
+it beside the version, so the next run can measure its drift against it. The drift suites are skipped,
+with the reason in the summary and in `validation/drift.json`, when nothing is served, when the served
+version has no profile, or when the run is forced.
+
+Writes `validation/results.json`, `data_profile.json`, `drift.json` and the Data Docs site
+(`validation/data_docs/index.html`). If any expectation fails, raises `DataGateError` naming each one
+(a drift failure in words: the field, its value now and then, the tolerance), after the artifacts are
+written.
 """
 
 from __future__ import annotations
@@ -18,70 +27,74 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from tasks.artifacts import atomic_dir, write_json
+from tasks.data.drift import (
+    DRIFT_TABLES,
+    MEASURES_TABLE,
+    NOTHING_SERVED,
+    TOLERANCE_PARAMS,
+    Check,
+    Drift,
+    ServedProfile,
+    drift_from,
+    drift_record,
+)
+from tasks.data.prepare import MOVIES_FILE
+from tasks.data.profile import PROFILE_FILE, EmbeddingSource, build_profile
 from tasks.errors import ConfigError, DataGateError
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
+DRIFT_FILE = "drift.json"
 DATA_DOCS_DIR = "data_docs"
 DATASOURCE = "prepared"
 TEXT_COLUMNS = frozenset({"overview"})
 REDUCE_BATCH_ROWS = 50_000
+# Drift suites report every unexpected row's index, which names the genre or measure in the drift table.
+DRIFT_RESULT_FORMAT = {"result_format": "COMPLETE"}
 
 
 def validate_dataset(
-    prepared_dir: Path, expectations_dir: Path, out_dir: Path, suite_parameters: Mapping[str, Any]
+    prepared_dir: Path,
+    expectations_dir: Path,
+    out_dir: Path,
+    suite_parameters: Mapping[str, Any],
+    *,
+    embeddings: EmbeddingSource | None = None,
+    served: ServedProfile = NOTHING_SERVED,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Run every suite in `expectations_dir` on its table in `prepared_dir`; results go to `out_dir`."""
+    """Run every suite in `expectations_dir` on its table; results go to `out_dir`. `embeddings` gives
+    the vectors of this run's overviews (for the profile's embedding summary); `served` is the served
+    version and its data profile, the reference of the drift suites; `force` skips those."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no phoning home from a closed network
     quiet_great_expectations()
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
     suites = load_suites(expectations_dir)
+    profile = build_profile(prepared_dir / MOVIES_FILE, embeddings)
+    drift, skipped = drift_from(profile, served, force)
+    if drift is not None:
+        _require_tolerances(suite_parameters)
+    suites = [s for s in suites if s.meta["dataset"] not in DRIFT_TABLES or drift is not None]
     with atomic_dir(out_dir) as tmp:
-        context = gx.get_context(mode="file", project_root_dir=str(tmp))
-        # Progress bars would fill the task log with carriage-return noise.
-        context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        source = context.data_sources.add_pandas(DATASOURCE)
-        outcomes = {}
-        for suite in suites:
-            table = suite.meta["dataset"]
-            frame = reduced_frame(prepared_dir / f"{table}.parquet")
-            batch = source.add_dataframe_asset(suite.name).add_batch_definition_whole_dataframe(suite.name)
-            checkpoint = context.checkpoints.add(
-                gx.Checkpoint(
-                    name=suite.name,
-                    validation_definitions=[
-                        context.validation_definitions.add(
-                            gx.ValidationDefinition(name=suite.name, data=batch, suite=context.suites.add(suite))
-                        )
-                    ],
-                    actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-                )
-            )
-            result = checkpoint.run(
-                batch_parameters={"dataframe": frame}, expectation_parameters=dict(suite_parameters)
-            )
-            outcomes[suite.name] = next(iter(result.run_results.values()))
+        outcomes = _run_suites(tmp, suites, prepared_dir, drift.tables() if drift else {}, suite_parameters)
+        drift_outcome = _drift_outcome(drift, skipped, suites, outcomes)
         write_json(tmp / RESULTS_FILE, {name: r.to_json_dict() for name, r in outcomes.items()})
+        write_json(tmp / PROFILE_FILE, profile)
+        write_json(tmp / DRIFT_FILE, drift_outcome)
         _keep_data_docs(tmp)
-    failed = [
-        f"{name}: {_describe(r.expectation_config)}"
-        for name, outcome in outcomes.items()
-        for r in outcome.results
-        if not r.success
-    ]
+    failed = _failures(suites, outcomes, drift_outcome)
     summary = {
         "success": not failed,
         "suites": {name: {"success": o.success, "evaluated": len(o.results)} for name, o in outcomes.items()},
         "failed_expectations": failed,
+        "drift": _drift_summary(drift_outcome),
         "results_path": str(out_dir / RESULTS_FILE),
+        "profile_path": str(out_dir / PROFILE_FILE),
         "data_docs_path": str(out_dir / DATA_DOCS_DIR / "index.html"),
     }
     if failed:
@@ -91,8 +104,125 @@ def validate_dataset(
             + f". Data Docs: {summary['data_docs_path']}",
             failed,
         )
-    log.info("data gate passed: %s", summary["suites"])
+    log.info("data gate passed: %s; drift: %s", summary["suites"], summary["drift"])
     return summary
+
+
+def _run_suites(
+    gx_root: Path,
+    suites: Sequence[Any],
+    prepared_dir: Path,
+    drift_tables: Mapping[str, Any],
+    suite_parameters: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Each suite's GX validation result, by suite name; Data Docs are rendered under `gx_root`."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="file", project_root_dir=str(gx_root))
+    # Progress bars would fill the task log with carriage-return noise.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas(DATASOURCE)
+    outcomes = {}
+    for suite in suites:
+        table = suite.meta["dataset"]
+        is_drift = table in DRIFT_TABLES
+        frame = drift_tables[table] if is_drift else reduced_frame(prepared_dir / f"{table}.parquet")
+        batch = source.add_dataframe_asset(suite.name).add_batch_definition_whole_dataframe(suite.name)
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=suite.name,
+                validation_definitions=[
+                    context.validation_definitions.add(
+                        gx.ValidationDefinition(name=suite.name, data=batch, suite=context.suites.add(suite))
+                    )
+                ],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+                **({"result_format": DRIFT_RESULT_FORMAT} if is_drift else {}),
+            )
+        )
+        result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=dict(suite_parameters))
+        outcomes[suite.name] = next(iter(result.run_results.values()))
+    return outcomes
+
+
+def _require_tolerances(suite_parameters: Mapping[str, Any]) -> None:
+    """A drift suite without its bound would fail on a GX error rather than on the data: say which."""
+    missing = [name for name in TOLERANCE_PARAMS if name not in suite_parameters]
+    if missing:
+        raise ConfigError(f"drift checks need the suite parameter(s) {', '.join(missing)}")
+
+
+def _drift_outcome(
+    drift: Drift | None, skipped: str | None, suites: Sequence[Any], outcomes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What drift.json holds: the checked measures with GX's verdicts, or why they were not checked."""
+    if drift is None:
+        return {"checked": False, "reason": skipped}
+    drift_suites = [s.name for s in suites if s.meta["dataset"] in DRIFT_TABLES]
+    passed = all(outcomes[name].success for name in drift_suites)
+    return {**drift_record(drift, _drift_checks(suites, outcomes)), "passed": passed, "suites": drift_suites}
+
+
+def _drift_checks(suites: Sequence[Any], outcomes: Mapping[str, Any]) -> dict[tuple[str, str], Check]:
+    """{(drift table, column): the bound GX applied and the rows it found unexpected}, from GX's results:
+    the pass/fail of every drift measure comes from here."""
+    checks: dict[tuple[str, str], Check] = {}
+    for suite in suites:
+        table = suite.meta["dataset"]
+        if table not in DRIFT_TABLES:
+            continue
+        for result in outcomes[suite.name].results:
+            column = result.expectation_config.kwargs.get("column")
+            failed = _failed_rows(table, result)
+            if column is None or failed is None:
+                continue  # not about rows of a column: _failures describes it as GX states it
+            earlier = checks.get((table, column))
+            tolerance = result.expectation_config.kwargs.get("max_value")
+            if earlier is not None:
+                failed |= earlier.failed_rows
+                tolerance = tolerance if earlier.tolerance is None else earlier.tolerance
+            checks[table, column] = Check(tolerance, failed)
+    return checks
+
+
+def _failed_rows(table: str, result: Any) -> frozenset[int] | None:
+    """The rows of drift table `table` that an expectation found unexpected (none if it passed); None when
+    GX does not say which (an aggregate expectation on the many-row genres table)."""
+    if result.success:
+        return frozenset()
+    if _raised(result):
+        return None  # GX could not evaluate it: no row is to blame
+    if "unexpected_index_list" in result.result:
+        return frozenset(result.result["unexpected_index_list"])
+    return frozenset({0}) if table == MEASURES_TABLE else None  # the measures table has one row
+
+
+def _raised(result: Any) -> bool:
+    """Whether evaluating the expectation raised (GX keeps the error as the result, flat or per metric)."""
+    info = result.exception_info or {}
+    return bool(info.get("raised_exception")) or any(
+        isinstance(value, Mapping) and value.get("raised_exception") for value in info.values()
+    )
+
+
+def _failures(suites: Sequence[Any], outcomes: Mapping[str, Any], drift_outcome: Mapping[str, Any]) -> list[str]:
+    """Every unmet expectation, in words: a drift one that GX pins to rows as a sentence per row from the
+    drift table (`drift_outcome`), any other as its GX call."""
+    failed = []
+    for suite in suites:
+        table = suite.meta["dataset"]
+        for result in outcomes[suite.name].results:
+            in_words = table in DRIFT_TABLES and "column" in result.expectation_config.kwargs
+            if not result.success and not (in_words and _failed_rows(table, result) is not None):
+                failed.append(f"{suite.name}: {_describe(result.expectation_config)}")
+    return failed + [f"drift: {message}" for message in drift_outcome.get("failures", [])]
+
+
+def _drift_summary(drift_outcome: Mapping[str, Any]) -> dict[str, Any]:
+    """The drift part of the validate summary (and so of the manifest): verdict and measures, compactly."""
+    keys = ("checked", "reason", "served_version", "passed", "measures")
+    return {key: drift_outcome[key] for key in keys if key in drift_outcome}
 
 
 def quiet_great_expectations() -> None:

@@ -6,6 +6,9 @@ version this run promoted, if any). It writes a page for every run that reached 
 - title: the DAG, the run id and the version this run promoted ("not promoted" when none);
 - the data gate: "passed" in one line, or each failed expectation with its observed value against its
   bounds, from `validation/results.json`; a relative link to the Data Docs;
+- drift from the served version's training data, from `validation/drift.json`: each measure now, then,
+  its tolerance and the gate's verdict, and one figure of the genre shares and overview lengths then and
+  now; or why the drift checks were skipped;
 - only when the run evaluated a model (`metrics.json` and the model exist): the model gate's decision,
   the metrics of the model against the baselines, ROC and precision-recall curves per genre, the micro
   AUC of every promoted version, and the model's predictions for the blog post's three descriptions.
@@ -38,6 +41,7 @@ PREDICTIONS_FILE = "predictions.npz"
 # Written by tasks/data/validate.py, relative to the run folder (so the report can link them relatively).
 VALIDATION_RESULTS = "validation/results.json"
 DATA_DOCS_INDEX = "validation/data_docs/index.html"
+DRIFT_RESULTS = "validation/drift.json"
 # The AUC axis shows at least this much either side of the data: differences of a few thousandths stay
 # visible, and a single point does not get matplotlib's meaningless default range.
 AUC_AXIS_MIN_PAD = 0.02
@@ -82,7 +86,10 @@ def write_report(
     if validation is None and metrics is None:
         return {"path": None, "note": "no report: the run stopped before the data gate"}
     title = report_title(dag_id, run_id, version)
-    sections = [_data_gate_section(validation, (run_dir / DATA_DOCS_INDEX).is_file())]
+    sections = [
+        _data_gate_section(validation, (run_dir / DATA_DOCS_INDEX).is_file()),
+        _drift_section(_read_if_present(run_dir / DRIFT_RESULTS)),
+    ]
     if metrics is not None and model_dir is not None:
         sections += _model_sections(run_dir, model_dir, served_dir, metrics, version)
     else:
@@ -104,10 +111,14 @@ def gate_failure(run_dir: Path) -> dict[str, Any] | None:
     failed = failed_expectations(_read_if_present(run_dir / VALIDATION_RESULTS) or {})
     if failed:
         suites = sorted({f.suite for f in failed})
+        # A drift failure reads better as the drift check words it (field, now, then, tolerance).
+        drift = _read_if_present(run_dir / DRIFT_RESULTS) or {}
+        worded = set(drift.get("suites", [])) if drift.get("failures") else set()
         return {
             "gate": "data gate",
             "reason": f"{len(failed)} expectation(s) not met in suite(s) {', '.join(suites)}",
-            "figures": [f.figure for f in failed],
+            "figures": [f.figure for f in failed if f.suite not in worded]
+            + [f"drift: {failure}" for failure in drift.get("failures", [])],
         }
     decision = (_read_if_present(run_dir / METRICS_FILE) or {}).get("gate")
     if decision is not None and not decision.get("passed", False):
@@ -232,6 +243,66 @@ def _data_gate_section(validation: Mapping[str, Any] | None, data_docs: bool) ->
         "<table><tr><th>suite</th><th>expectation</th><th>column</th><th>observed</th><th>expected</th>"
         f"<th>why it matters</th></tr>{rows}</table>"
     )
+
+
+def _drift_section(drift: Mapping[str, Any] | None) -> str:
+    """The drift checks' table and figure, or why they were skipped."""
+    if drift is None:
+        return "<h2>Drift</h2><p>No drift results in this run's folder.</p>"
+    if not drift.get("checked"):
+        return f"<h2>Drift</h2><p>Drift checks skipped: {html.escape(str(drift.get('reason')))}.</p>"
+    version = drift["served_version"]
+    verdicts = {True: "passed", False: "FAILED", None: "not checked"}
+    rows = "".join(
+        "<tr>"
+        + "".join(f"<td>{html.escape(str(row[key]))}</td>" for key in ("field", "now", "then", "measure", "tolerance"))
+        + f"<td>{verdicts[row['passed']]}</td></tr>"
+        for row in drift["rows"]
+    )
+    failures = "".join(f"<li>{html.escape(failure)}</li>" for failure in drift["failures"])
+    return (
+        f"<h2>Drift from version {version}'s training data: {'passed' if drift['passed'] else 'FAILED'}</h2>"
+        + (f"<ul>{failures}</ul>" if failures else "")
+        + f"<table><tr><th>field</th><th>now</th><th>version {version}'s training data</th>"
+        f"<th>change or distance</th><th>tolerance</th><th>result</th></tr>{rows}</table>"
+        + _figure(
+            f"Genre shares and overview lengths: version {version}'s training data and now", _png(drift_figure(drift))
+        )
+    )
+
+
+def drift_figure(drift: Mapping[str, Any]) -> Any:
+    """Genre shares (left) and the overview-length distribution (right), then and now."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    version = drift["served_version"]
+    figure, (genres_axis, lengths_axis) = plt.subplots(1, 2, figsize=(12, 4))
+    genres = drift["genres"]
+    positions = np.arange(len(genres))
+    for offset, key, label in ((-0.2, "share_then", f"version {version}'s training data"), (0.2, "share_now", "now")):
+        shares = [g[key] if g[key] is not None else 0.0 for g in genres]
+        genres_axis.barh(positions + offset, shares, height=0.4, label=label)
+    genres_axis.set_yticks(positions, [g["genre"] for g in genres])
+    genres_axis.invert_yaxis()
+    genres_axis.set_xlabel("share of movies")
+    genres_axis.legend(fontsize=8)
+    lengths = drift["lengths"]
+    for key, label in (("then", f"version {version}'s training data"), ("now", "now")):
+        counts = np.asarray(lengths[key], dtype=float)
+        lengths_axis.stairs(counts / max(counts.sum(), 1.0), np.arange(len(counts) + 1), label=label, linewidth=2)
+    filled = [i for i, (a, b) in enumerate(zip(lengths["then"], lengths["now"], strict=True)) if a or b]
+    last_bin = (max(filled) if filled else len(lengths["edges"]) - 1) + 1  # no empty bins beyond the data
+    lengths_axis.set_xlim(0, last_bin)
+    ticks = np.arange(0, min(last_bin + 1, len(lengths["edges"])), 2)
+    lengths_axis.set_xticks(ticks, [str(lengths["edges"][i]) for i in ticks])
+    lengths_axis.set_xlabel("overview length in characters (bins from this length, each √2 wider)")
+    lengths_axis.set_ylabel("share of movies")
+    lengths_axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
 
 
 def _no_model_section(validation: Mapping[str, Any] | None) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import PROJECT_ROOT
+from tasks.registry.fingerprint import MANIFEST_KEY
 from tasks.registry.versions import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,21 @@ RECORDED_PACKAGES = (
 
 
 def promote_model(
-    model_dir: Path, served_dir: Path, manifest: Mapping[str, Any], *, actor: str, reason: str, keep_versions: int
+    model_dir: Path,
+    served_dir: Path,
+    manifest: Mapping[str, Any],
+    *,
+    actor: str,
+    reason: str,
+    keep_versions: int,
+    extras: Mapping[str, Path] = {},
 ) -> dict[str, Any]:
-    """Publish `model_dir` as the next version under `served_dir`; `manifest` is written beside it."""
+    """Publish `model_dir` as the next version under `served_dir`; `manifest` and `extras` ({name: file},
+    such as the training data's profile) are written beside it."""
     registry = ModelRegistry(served_dir)
     with registry.locked():
-        number = registry.publish(model_dir, manifest, {"event": "promote", "by": actor, "reason": reason})
+        event = {"event": "promote", "by": actor, "reason": reason}
+        number = registry.publish(model_dir, manifest, event, extras)
         retired = registry.retire_old_versions(keep_versions, actor)
     log.info("promoted %s as version %d; retired %s", model_dir, number, retired or "none")
     return {"version": number, "path": str(registry.version_dir(number)), "retired": retired}
@@ -55,6 +65,7 @@ def build_manifest(run_id: str, params: Mapping[str, Any], stages: Mapping[str, 
         "metrics": stages["evaluate"],
         "champion_comparison": stages["gate"],
         "embedding_module": stages["embedding_module"],
+        MANIFEST_KEY: {key: stages["fingerprint"][key] for key in ("fingerprint", "components")},
         "stages": dict(stages),
         "timings": {name: summary.get("seconds") for name, summary in stages.items()},
         "git_commit": _git_commit(),

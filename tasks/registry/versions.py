@@ -77,13 +77,18 @@ class ModelRegistry:
             return []
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
-    def publish(self, source: Path, manifest: Mapping[str, Any], event: Mapping[str, Any]) -> int:
-        """Copy `source` in as the next version and record `event`. Call while `locked()`."""
+    def publish(
+        self, source: Path, manifest: Mapping[str, Any], event: Mapping[str, Any], extras: Mapping[str, Path] = {}
+    ) -> int:
+        """Copy `source` in as the next version, with `extras` ({name: file}) beside its manifest, and record
+        `event`. Call while `locked()`."""
         version = max([*self.versions(), *(e.get("version", 0) for e in self.history())], default=0) + 1
         staging = self.root / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
         try:
             shutil.copytree(source, staging, ignore=shutil.ignore_patterns(MANIFEST_FILE))
             write_json(staging / MANIFEST_FILE, {**manifest, "version": version})
+            for name, path in extras.items():
+                shutil.copyfile(path, staging / name)
             _fsync_tree(staging)
             os.rename(staging, self.version_dir(version))
             try:

@@ -14,8 +14,11 @@ DAG_ID = "movie_genre_retrain"
 STAGES = [
     "download",
     "prepare",
-    "validate",
+    "fingerprint",
+    "retrain_needed",
     "embed",
+    "validate",
+    "candidates",
     "train",
     "select_model",
     "evaluate",
@@ -29,7 +32,15 @@ def test_stages_run_in_order(dag) -> None:
     for upstream, downstream in itertools.pairwise(STAGES):
         assert upstream in dag.get_task(downstream).upstream_task_ids, f"{upstream} must precede {downstream}"
     assert "embedding_module" in dag.get_task("train").upstream_task_ids
-    assert set(dag.task_ids) == {*STAGES, "embedding_module", "candidates", "report", "gate_alert"}
+    assert set(dag.task_ids) == {*STAGES, "embedding_module", "report", "gate_alert"}
+
+
+def test_an_unchanged_week_skips_everything_that_learns_or_publishes(dag) -> None:
+    short_circuit = dag.get_task("retrain_needed")
+    below = short_circuit.get_flat_relative_ids(upstream=False)
+    assert set(STAGES[STAGES.index("embed") :]) <= below, "nothing below it runs when it says no"
+    assert {task_id for task_id in below if dag.get_task(task_id).is_teardown} == {"report", "gate_alert"}
+    assert short_circuit.upstream_task_ids == {"fingerprint"}
 
 
 def test_report_then_gate_alert_run_whatever_happened_without_deciding_the_run_state(dag) -> None:
@@ -106,7 +117,7 @@ def test_each_task_runs_its_step_from_the_one_pipeline(dag) -> None:
 
     from tasks import pipeline
 
-    assert set(dag.task_ids) - {"gate_alert"} == set(pipeline.STEPS)
+    assert set(dag.task_ids) - {"gate_alert", "retrain_needed"} == set(pipeline.STEPS)
     for task_id in pipeline.STEPS:
         body = inspect.getsource(dag.get_task(task_id).python_callable)
         assert f"steps.{task_id}(" in body, f"task {task_id} does not call its step"

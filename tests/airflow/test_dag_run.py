@@ -69,7 +69,7 @@ def test_run_promotes_a_model_that_serves_raw_strings(dag, dirs, sample_csv: Pat
 
 
 def test_weekly_life_champion_challenger_and_rollback(dag, dirs, inbox, sample_csv: Path, glove_module: str):
-    """Week 1 promotes; week 2 on the same data embeds nothing, fine-tunes the champion and improves on it;
+    """Week 1 promotes; week 2 on the same data (forced) embeds nothing, fine-tunes the champion and improves on it;
     week 3 trains a worse model from scratch, which the champion gate refuses; then the rollback DAG
     serves week 1 again."""
     served = dirs["models"] / "movie_genre"
@@ -77,7 +77,7 @@ def test_weekly_life_champion_challenger_and_rollback(dag, dirs, inbox, sample_c
     assert _run(dag, conf)["run"] == "success"
     shards = sorted((dirs["artifacts"] / "embedding_cache").rglob("*.npz"))
 
-    assert _run(dag, conf)["run"] == "success"
+    assert _run(dag, {**conf, "force": True})["run"] == "success", "the same data again: retrained as forced"
     assert sorted((dirs["artifacts"] / "embedding_cache").rglob("*.npz")) == shards, "nothing new was embedded"
     week_2 = json.loads((served / "2" / "manifest.json").read_text())
     comparison = week_2["champion_comparison"]

@@ -57,6 +57,7 @@ def test_ten_runs_back_to_back_stay_within_retention_and_leave_nothing_behind(
         epochs=1,
         auc_threshold=0.0,
         max_auc_drop=1.0,  # every run promotes: retention is what is under test
+        force=True,  # the same file each time, which an unforced run would skip
         keep_versions=KEEP,
         embedding_module=glove_module,
         candidates=[{"wide": False, "hidden_units": 16}],

@@ -24,6 +24,7 @@ from tests.sample_data import PROJECT_ROOT
 FORMS: dict[str, tuple[dict[str, dict[str, Any]], Callable[[dict[str, Any], Settings], Any]]] = {
     "movie_genre_retrain": (PARAM_SCHEMAS, RunConfig.from_params),
     "movie_genre_rollback": (ROLLBACK_PARAM_SCHEMAS, RollbackConfig.from_params),
+    "movie_genre_batch_predict": ({}, lambda params, settings: None),  # no params: it scores the served version
 }
 # A value of the wrong JSON type for each declared type.
 WRONG_TYPE = {"string": 12345, "integer": "many", "number": "a lot", "array": "Comedy", "boolean": "yes"}

@@ -162,7 +162,7 @@ def test_untouched_forms_retrain_and_roll_back(tmp_path: Path, dataset: Path, gl
         first = trigger_untouched(page, cluster, RETRAIN, tmp_path)
         assert first["state"] == "success", cluster.logs()
         assert first["conf"]["epochs"] == SITE_DEFAULTS["epochs"], "the form carried the site default"
-        second_id = cluster.trigger(RETRAIN, {})
+        second_id = cluster.trigger(RETRAIN, {"force": True})  # the same file: unforced, it would be skipped
         assert cluster.wait_for_run(RETRAIN, second_id, RUN_TIMEOUT_MS / 1000)["state"] == "success"
         assert [(e["event"], e["version"]) for e in history(tmp_path)] == [("promote", 1), ("promote", 2)]
 

@@ -1,12 +1,14 @@
 """Acceptance: task logs, as a real scheduler writes them and a person reads them in the UI.
 
 One deployment (tests/airflow_cluster.py, LocalExecutor on the local PostgreSQL) runs the retraining DAG
-twice: once to success, once to a failed model gate. Each task's log is read through the REST API's
-task-instance log endpoint, the one the UI's log view uses, line by line with its level.
+three times: once to success, once to a failed model gate, once more on the unchanged data. Each task's
+log is read through the REST API's task-instance log endpoint, the one the UI's log view uses, line by
+line with its level.
 
 - A successful run logs no ERROR line: TensorFlow's start-up lines on a host without a GPU (written to
   stderr, which Airflow records at ERROR) and library chatter are not a stage's errors.
 - A failed gate's log says why at its first ERROR line, not somewhere below start-up noise.
+- A week with nothing new says so in the short-circuit's log, and the run succeeds without training.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ def test_a_successful_run_logs_no_error(deployment: Deployment) -> None:
 
 
 def test_a_failed_model_gate_says_why_at_its_first_error_line(deployment: Deployment) -> None:
-    finished, logs = run(deployment, auc_threshold=0.99)
+    # force: the module's first run may have promoted a model trained on the same data and params.
+    finished, logs = run(deployment, auc_threshold=0.99, force=True)
     assert finished["state"] == "failed", f"run {finished['dag_run_id']} should fail at the model gate"
 
     gate_errors = errors(logs["gate try 1"])
@@ -108,3 +111,11 @@ def test_a_failed_model_gate_says_why_at_its_first_error_line(deployment: Deploy
     assert "ModelGateError" in first.event and "auc_threshold 0.9900" in first.event, (
         f"the gate's first ERROR line is not its reason: {first}\nall ERROR lines:\n" + describe({"gate": gate_errors})
     )
+
+
+def test_an_unchanged_week_says_so_in_its_log(deployment: Deployment) -> None:
+    finished, logs = run(deployment)  # the data, module, params and code of the promoted version 1
+    assert finished["state"] == "success"
+    assert "train[0] try 1" not in logs and "validate try 1" not in logs, "skipped tasks never ran"
+    lines = [line.event for line in logs["retrain_needed try 1"]]
+    assert any("unchanged since version 1: nothing to retrain" in line for line in lines), lines

@@ -80,7 +80,7 @@ def test_a_lost_worker_is_retried_elsewhere_without_a_failure_alert(
             survivor = next(name for name in cluster.worker_names if name != lost.name)
 
             # The control: the last worker lost in the middle of validate, a task without retries.
-            control_id = cluster.trigger(DAG_ID, conf)
+            control_id = cluster.trigger(DAG_ID, {**conf, "force": True})  # same data: not skipped
             last, _ = cluster.wait_for_running_on_worker(DAG_ID, control_id, "validate", timeout=RUN_TIMEOUT)
             cluster.kill_worker(last)
             wait_until(

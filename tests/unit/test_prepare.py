@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from tasks.config import DEFAULT_GENRES
 from tasks.data.prepare import MOVIES_FILE, RECORDS_FILE, prepare_dataset, read_split, split_bucket
-from tasks.errors import DataError
+from tasks.errors import ConfigError, DataError
 from tests.sample_data import write_rows
 
 HEADER = ["adult", "genres", "id", "overview", "title"]
@@ -104,6 +105,8 @@ def test_real_file(shared_csv: Path, tmp_path: Path) -> None:
     texts, labels, genres = read_split(tmp_path / "prepared", "train")
     assert labels.shape == (summary["train_rows"], 9) and genres == list(DEFAULT_GENRES)
     assert len(texts) == summary["train_rows"] and all(texts)
+    languages = pq.read_table(tmp_path / "prepared" / MOVIES_FILE, columns=["id", "original_language"]).to_pylist()
+    assert {"id": 862, "original_language": "en"} in languages, "Toy Story's language"
 
 
 def test_header_only_yields_no_movies_and_no_crash(tmp_path: Path) -> None:
@@ -158,3 +161,29 @@ def test_duplicate_ids_with_conflicting_labels_keep_the_first_record(tmp_path: P
     assert (movie["id"], movie["overview"], movie["Comedy"], movie["Horror"]) == (42, "First: a comedy.", 1, 0)
     records = pq.read_table(tmp_path / "prepared" / RECORDS_FILE).column("drop_reason").to_pylist()
     assert records == [None, "duplicate_id", "duplicate_id"]
+
+
+def test_original_language_is_carried_when_the_csv_has_it(tmp_path: Path) -> None:
+    header = [*HEADER, "original_language"]
+    _prepare(
+        tmp_path,
+        [["False", COMEDY, "1", "A French comedy.", "A", "fr"], ["False", COMEDY, "2", "No language.", "B", " "]],
+        header=header,
+    )
+    table = pq.read_table(tmp_path / "prepared" / MOVIES_FILE)
+    assert table.column_names == ["id", "overview", "split", "original_language", *DEFAULT_GENRES]
+    assert table.schema.field("original_language").type == pa.string()
+    assert table.column("original_language").to_pylist() == ["fr", None], "an empty field is null"
+    _, labels, genres = read_split(tmp_path / "prepared", table.column("split")[0].as_py())
+    assert genres == list(DEFAULT_GENRES) and labels.shape[1] == 9, "the language is not taken for a genre"
+
+
+def test_a_csv_without_original_language_gets_no_such_column(tmp_path: Path) -> None:
+    _prepare(tmp_path, [["False", COMEDY, "1", "A comedy.", "A"]])
+    assert "original_language" not in pq.read_table(tmp_path / "prepared" / MOVIES_FILE).column_names
+
+
+def test_a_genre_named_like_a_prepared_column_is_refused(tmp_path: Path) -> None:
+    raw = write_rows(tmp_path / "raw.csv", HEADER, [["False", COMEDY, "1", "A comedy.", "A"]])
+    with pytest.raises(ConfigError, match="genre 'original_language' has the name of a prepared column"):
+        prepare_dataset(raw, tmp_path / "prepared", ["Comedy", "original_language"], 0.2, 0.1)

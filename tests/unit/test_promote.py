@@ -204,10 +204,26 @@ def test_rollback_to_a_model_served_through_other_rollbacks_is_refused(exported:
     assert rollback_model(served, 6, actor="cli", reason="x", keep_versions=5)["version"] == 8
 
 
+def test_extras_are_published_beside_the_manifest_and_follow_a_rollback(exported: Path, tmp_path: Path) -> None:
+    served = tmp_path / "models" / "movie_genre"
+    profile = tmp_path / "run" / "validation" / "data_profile.json"
+    profile.parent.mkdir(parents=True)
+    profile.write_text('{"rows": 3}')
+    extras = {"data_profile.json": profile}
+    promote_model(exported, served, {}, actor="a", reason="x", keep_versions=5, extras=extras)
+    _promote(exported, served, "b")
+    assert (served / "1" / "data_profile.json").read_text() == '{"rows": 3}'
+    assert not (served / "2" / "data_profile.json").exists()
+    rollback_model(served, 1, actor="cli", reason="x", keep_versions=5)
+    assert (served / "3" / "data_profile.json").read_text() == '{"rows": 3}', "the profile of what it learned from"
+
+
 def test_manifest_records_origin_code_and_packages() -> None:
     stages = {name: {"seconds": 1.5} for name in ("download", "prepare", "evaluate", "gate", "embedding_module")}
+    stages["fingerprint"] = {"fingerprint": "f" * 64, "components": {"data": "d" * 64}, "retrain": True, "seconds": 1}
     manifest = build_manifest("run-1", {"epochs": 3}, stages)
     assert manifest["dag_run_id"] == "run-1" and manifest["params"] == {"epochs": 3}
+    assert manifest["training_fingerprint"] == {"fingerprint": "f" * 64, "components": {"data": "d" * 64}}
     assert manifest["timings"]["download"] == 1.5
     assert manifest["packages"]["tensorflow"] and manifest["git_commit"]
     json.dumps(manifest)

@@ -80,6 +80,7 @@ def test_a_run_past_the_data_gate_shows_it_briefly(data_gate_passed: Path) -> No
     _, page = _report(data_gate_passed)
     assert re.search(r"<h2>Data gate: passed</h2><p>\d+ expectations in 3 suites met\.", page)
     assert "<table>" not in page and "stopped before evaluation" in page
+    assert "<h2>Drift</h2><p>Drift checks skipped: no served version.</p>" in page
 
 
 def test_a_run_that_stopped_before_the_data_gate_has_no_report(tmp_path: Path) -> None:

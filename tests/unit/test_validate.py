@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import EXPECTATIONS_DIR
+from tasks.config import EXPECTATIONS_DIR, PARAM_SCHEMAS
+from tasks.data.drift import TOLERANCE_PARAMS, ServedProfile
 from tasks.data.validate import load_suites, reduced_frame, validate_dataset
 from tasks.errors import ConfigError, DataGateError
 
 
 def test_suites_are_data_and_name_their_tables() -> None:
     suites = load_suites(EXPECTATIONS_DIR)
-    assert {s.meta["dataset"] for s in suites} == {"records", "movies", "genre_coverage"}
+    assert {s.meta["dataset"] for s in suites} == {"records", "movies", "genre_coverage", "drift", "drift_genres"}
     assert all(s.expectations for s in suites)
 
 
@@ -23,9 +24,36 @@ def test_real_rows_pass_and_leave_results_and_data_docs(prepared_sample: Path, t
     summary = validate_dataset(prepared_sample, EXPECTATIONS_DIR, tmp_path / "validation", {"min_rows": 200})
     assert summary["success"] and summary["failed_expectations"] == []
     results = json.loads(Path(summary["results_path"]).read_text())
-    assert set(results) == {"records", "movies", "genre_coverage"}
+    assert set(results) == {"records", "movies", "genre_coverage"}, "nothing served: no drift suites"
     docs = Path(summary["data_docs_path"])
     assert docs.is_file() and "records" in docs.read_text()
+    assert summary["drift"] == {"checked": False, "reason": "no served version"}
+    assert json.loads((tmp_path / "validation" / "drift.json").read_text()) == summary["drift"]
+    profile = json.loads(Path(summary["profile_path"]).read_text())
+    assert profile["rows"] == len(reduced_frame(prepared_sample / "movies.parquet"))
+
+
+def test_data_like_the_served_versions_passes_the_drift_suites_with_no_drift(
+    prepared_sample: Path, tmp_path: Path
+) -> None:
+    first = validate_dataset(prepared_sample, EXPECTATIONS_DIR, tmp_path / "first", {"min_rows": 200})
+    served = ServedProfile(7, json.loads(Path(first["profile_path"]).read_text()))
+    parameters = {"min_rows": 200, **{name: PARAM_SCHEMAS[name]["default"] for name in TOLERANCE_PARAMS}}
+    summary = validate_dataset(prepared_sample, EXPECTATIONS_DIR, tmp_path / "again", parameters, served=served)
+    assert set(summary["suites"]) == {"records", "movies", "genre_coverage", "drift", "drift_genres"}
+    drift = summary["drift"]
+    assert drift["checked"] and drift["passed"] and drift["served_version"] == 7
+    measures = drift["measures"]
+    assert measures["embedding_drift"] is None, "no vectors given: not measured, and the suite lets it pass"
+    assert {k: v for k, v in measures.items() if k not in ("embedding_drift", "genre_share_change")} == {
+        "length_distance": 0.0,
+        "language_distance": 0.0,
+        "new_share": 0.0,
+        "gone_share": 0.0,
+        "changed_share": 0.0,
+    }
+    with pytest.raises(ConfigError, match="max_genre_share_change, max_length_distance"):
+        validate_dataset(prepared_sample, EXPECTATIONS_DIR, tmp_path / "bare", {"min_rows": 200}, served=served)
 
 
 def test_failed_expectations_are_named_and_artifacts_kept(prepared_sample: Path, tmp_path: Path) -> None:
@@ -128,3 +156,24 @@ def test_text_columns_reach_the_gate_as_their_lengths(tmp_path: Path) -> None:
     frame = reduced_frame(tmp_path / "movies.parquet")
     assert list(frame.columns) == ["id", "overview_length"]
     assert frame["overview_length"].tolist() == [6, 0, 4], "characters, not bytes"
+
+
+def test_a_drift_expectation_gx_cannot_evaluate_fails_as_gx_states_it(prepared_sample: Path, tmp_path: Path) -> None:
+    """Not blamed on a measure: a suite checking a column the drift table lacks is named as GX ran it."""
+    suites = tmp_path / "expectations"
+    shutil.copytree(EXPECTATIONS_DIR, suites)
+    drift_suite = json.loads((suites / "drift.json").read_text())
+    drift_suite["expectations"].append(
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "no_such_measure", "max_value": 1}}
+    )
+    (suites / "drift.json").write_text(json.dumps(drift_suite))
+    first = validate_dataset(prepared_sample, suites, tmp_path / "first", {"min_rows": 200})
+    served = ServedProfile(7, json.loads(Path(first["profile_path"]).read_text()))
+    parameters = {"min_rows": 200, **{name: PARAM_SCHEMAS[name]["default"] for name in TOLERANCE_PARAMS}}
+    with pytest.raises(DataGateError) as raised:
+        validate_dataset(prepared_sample, suites, tmp_path / "again", parameters, served=served)
+    assert raised.value.failed_expectations == [
+        "drift: expect_column_values_to_be_between(column='no_such_measure', max_value=1.0)"
+    ]
+    drift = json.loads((tmp_path / "again" / "drift.json").read_text())
+    assert drift["passed"] is False and drift["failures"] == [], "no measure is said to have failed"
