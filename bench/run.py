@@ -67,6 +67,19 @@ def measure_all(out: Path, repeats: int, sizes: tuple[int, ...]) -> dict[str, An
     return results
 
 
+def remeasure_warm(out: Path, repeats: int) -> dict[str, Any]:
+    """Measure warm against cold (and the unchanged week) on the shared sample again, into an earlier run's
+    figures (the other sizes' warm figures stay as they were); its commit is noted beside it."""
+    raw = out.with_suffix(".json")
+    results = json.loads(raw.read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        module = ensure_default_module(Path(scratch) / "modules")["path"]
+        sample = measure_warm(module, SHARED_SAMPLE_CSV, Path(scratch) / "warm-5k", repeats)
+    results["warm"] = [{**sample, "commit": _commit()}, *results["warm"][1:]]
+    raw.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return results
+
+
 def remeasure_scale(out: Path, sizes: tuple[int, ...]) -> dict[str, Any]:
     """Measure the scale benchmark again into an earlier run's figures; its commit is noted beside it."""
     raw = out.with_suffix(".json")
@@ -259,7 +272,8 @@ def _warm_section(warm_runs: list[dict[str, Any]]) -> list[str]:
         lines += [
             "",
             f"### {warm['rows']} (cold {warm['repeats']['cold']} runs, warm {warm['repeats']['warm']}"
-            + ("; each stage in a process of its own)" if warm.get("isolated_stages") else "; one process)"),
+            + ("; each stage in a process of its own)" if warm.get("isolated_stages") else "; one process)")
+            + (f", measured again at commit `{warm['commit']}`" if "commit" in warm else ""),
             "",
             f"warm / cold = **{warm['ratio']:.2f}**; descriptions embedded {warm['embedded']['cold']:,} cold, "
             f"{warm['embedded']['warm']:,} warm; test micro-AUC {warm['auc_micro']['cold']:.4f} cold, "
@@ -290,11 +304,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--render", action="store_true", help="only rewrite the Markdown from <out>.json")
     parser.add_argument("--scale-only", action="store_true", help="measure only the scale benchmark again")
+    parser.add_argument(
+        "--warm-only", action="store_true", help="measure only warm against cold on the shared sample again"
+    )
     args = parser.parse_args()
     if args.render:
         results = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
     elif args.scale_only:
         results = remeasure_scale(args.out, tuple(args.sizes))
+    elif args.warm_only:
+        results = remeasure_warm(args.out, args.repeats)
     else:
         results = measure_all(args.out, args.repeats, tuple(args.sizes))
     markdown = render(results)
