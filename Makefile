@@ -21,22 +21,35 @@ export GENRE_DATA_ROOT ?= $(dir $(SHARED_SAMPLE))
 export GENRE_SCORING_URL ?= $(SHARED_SAMPLE)
 endif
 
-.PHONY: venv run ui test bench clean system-deps
+.PHONY: venv static run ui test bench clean system-deps
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(MAKE) --no-print-directory static
 	touch $@
+
+# The Genre models page serves GX Data Docs without internet: the CDN files they load, from the npm
+# registry, into the venv (never the repo). The list is orchestration/genre_models/cdn.py's NPM_PACKAGES.
+STATIC_DIR := $(VENV)/share/genre-models-static
+static:
+	mkdir -p $(STATIC_DIR)
+	test -f $(STATIC_DIR)/package.json || echo '{"private": true}' > $(STATIC_DIR)/package.json
+	cd $(STATIC_DIR) && npm install --no-save --no-package-lock --ignore-scripts --legacy-peer-deps \
+	  --no-audit --no-fund --loglevel=error \
+	  $$($(ROOT)/$(BIN)/python -c 'from orchestration.genre_models.cdn import NPM_PACKAGES; print(*NPM_PACKAGES)')
 
 venv: $(BIN)/.installed
 
 # Run the retraining DAG once, now, through Airflow (`airflow dags test`). Params: CONF='{"epochs": 5}'.
+# One line per stage, then a summary (orchestration/run_console.py); Airflow's own log goes to RUN_LOG.
+RUN_LOG ?= $(AIRFLOW_HOME)/make-run.log
 run: venv
-	$(BIN)/airflow db migrate > /dev/null
-	$(BIN)/airflow dags test movie_genre_retrain --conf '$(or $(CONF),{})'
-	$(BIN)/python -m tasks predict \
+	@$(BIN)/python -m orchestration.run_console --conf '$(or $(CONF),{})' --log "$(RUN_LOG)"
+	@echo
+	@$(BIN)/python -m tasks predict \
 	  "An examination of our dietary choices and the food we put in our bodies. Based on Jonathan Safran Foer's memoir." \
 	  "A teenager tries to survive the last week of her disastrous eighth-grade year before leaving to start high school." \
 	  "Ethan Hunt and his IMF team, along with some familiar allies, race against time after a mission gone wrong."

@@ -3,9 +3,10 @@
 download → prepare → fingerprint → retrain_needed → embed → validate (data gate, with drift against the
 served version's training data) → candidates → train (one mapped task per candidate: every
 configuration from scratch, or the served model fine-tuned, see `tasks.model.candidates`) →
-select_model (best on validation) → evaluate → gate (model gate) → serving_check → promote. Then,
-whatever happened, report (report.html) and gate_alert (the alert of a failed quality gate, which points
-at that report). Both are teardown tasks, so the run's state is the pipeline's, not theirs.
+select_model (best on validation) → evaluate → gate (model gate) → serving_check → approval (a person's
+Approve or Reject, asked only when the `require_approval` param is true; see `orchestration.approval`)
+→ promote. Then, whatever happened, report (report.html) and gate_alert (the alert of a failed quality
+gate, which points at that report). Both are teardown tasks, so the run's state is the pipeline's, not theirs.
 
 `retrain_needed` is a short-circuit: when the served version was trained on exactly this data,
 embedding module, params and code (its training fingerprint), every task below it is skipped and the
@@ -23,6 +24,7 @@ from typing import Any
 
 from airflow.sdk import dag, get_current_context, task
 
+from orchestration.approval import PromotionApproval
 from orchestration.assets import SERVED_MODEL, announce_served_version
 from orchestration.wiring import (
     DEFAULT_TASK_ARGS,
@@ -104,7 +106,8 @@ def movie_genre_retrain() -> None:
     def serving_check(trained: dict[str, Any]) -> dict[str, Any]:
         return steps.serving_check(run_context(), trained)
 
-    @step_task(outlets=[SERVED_MODEL])
+    # A skipped approval (not required) must not skip promote; a rejection skips promote itself.
+    @step_task(outlets=[SERVED_MODEL], trigger_rule="none_failed_min_one_success")
     def promote(trained: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
         promoted = steps.promote(run_context(), trained, decision, stage_summaries(steps.MANIFEST_STAGES))
         announce_served_version(get_current_context(), promoted)  # the asset event's extra: version, metrics
@@ -136,8 +139,9 @@ def movie_genre_retrain() -> None:
     decision = gate(evaluation, prepared)
     checked = serving_check(trained)
     decision >> checked
+    approval = PromotionApproval(task_id="approval", retries=0)
     promoted = promote(trained, decision)
-    checked >> promoted
+    checked >> approval >> promoted
     # Teardowns: they run whatever happened upstream, and the run's state stays the pipeline's.
     promoted >> report().as_teardown() >> gate_alert().as_teardown()
 

@@ -1,6 +1,7 @@
 """Failure alerts: e-mail (SMTP provider) and a Slack incoming webhook, through Airflow notifiers.
 
-Two kinds, one message format (every line "Label: value", readable on its own):
+Two kinds of alert and an approvers' notice, one message format (every line "Label: value", readable
+on its own):
 
 - `notify_failure(context)` is a task-level `on_failure_callback`: Airflow calls it once a task has
   failed for good (after its retries). It names the DAG, the run, the failed task, the reason (the
@@ -8,6 +9,8 @@ Two kinds, one message format (every line "Label: value", readable on its own):
   from there: the run's report is not written yet.
 - `notify_gate_failure(context, outcome, run_dir)` is called by the DAG's `gate_alert` task, after the
   report: it names the failed gate, its figures against their thresholds, report.html and the Data Docs.
+- `notify_approvers(context, subject, body, link)` is called by the `approval` task when a run requires
+  approval before promotion: the link to the required action, then the approval request's body.
 
 Each alert goes through every configured channel:
 
@@ -251,3 +254,32 @@ def send_alert(alert: Alert, context: Mapping[str, Any]) -> list[str]:
             alert.body,
         )
     return sent
+
+
+def approval_alert(*, dag_id: str, run_id: str, subject: str, body: str, link: str | None) -> Alert:
+    """The approvers' notice of a model that waits for them: where to answer, then the request's body."""
+    lines = [
+        "A model waits for approval before promotion.",
+        "",
+        f"DAG: {dag_id}",
+        f"Run: {run_id}",
+        f"Answer: {link or 'the run in the Airflow UI, Required actions'}",
+        "",
+        body.rstrip(),
+    ]
+    return Alert(subject=f"[{dag_id}] approval needed: {subject}", body="\n".join(lines) + "\n")
+
+
+def notify_approvers(context: Mapping[str, Any], subject: str, body: str, link: str | None) -> list[str]:
+    """The approval task's notice, through every configured alert channel; the channels it went through.
+    Never raises: the request waits in the UI whether or not the notice went out."""
+    try:
+        dag = context.get("dag")
+        dag_id = str(getattr(dag, "dag_id", None) or "?")
+        alert = approval_alert(
+            dag_id=dag_id, run_id=str(context.get("run_id", "?")), subject=subject, body=body, link=link
+        )
+    except Exception:
+        log.exception("could not build the approvers' notice")
+        return []
+    return send_alert(alert, context)

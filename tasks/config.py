@@ -397,6 +397,21 @@ class RunConfig:
         section=MODEL_GATE,
         description="Model gate: refuse a model worse than the one in production by more than this.",
     )
+    require_approval: bool = param(
+        default=False,
+        type="boolean",
+        section=MODEL_GATE,
+        description="Wait for a person to approve the model (the run's Required actions in the UI) after the "
+        "model gate and serving check, before promotion. A rejection or no answer skips the promotion.",
+    )
+    approval_timeout: float = param(
+        default=24,
+        type="number",
+        exclusiveMinimum=0,
+        maximum=720,
+        section=MODEL_GATE,
+        description="Hours to wait for the approval (with require_approval); no answer by then rejects the model.",
+    )
     keep_versions: int = param(
         default=5,
         type="integer",

@@ -171,6 +171,7 @@ def validate(run: RunContext, prepared: Summary, embedding: Summary) -> Summary:
         embeddings=EmbeddingSource(embedding["fingerprint"], vectors_of),
         served=served,
         force=run.config.force,
+        run_name=run.run_id,  # GX's run and its Data Docs are named after the Airflow run
     )
 
 

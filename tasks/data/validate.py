@@ -28,6 +28,8 @@ import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +55,19 @@ RESULTS_FILE = "results.json"
 DRIFT_FILE = "drift.json"
 DATA_DOCS_DIR = "data_docs"
 DATASOURCE = "prepared"
+DATASET_NAME = "movies_metadata"  # The Movies Dataset's file, which every run's tables are prepared from
 TEXT_COLUMNS = frozenset({"overview"})
 REDUCE_BATCH_ROWS = 50_000
 # Drift suites report every unexpected row's index, which names the genre or measure in the drift table.
 DRIFT_RESULT_FORMAT = {"result_format": "COMPLETE"}
+
+
+@dataclass(frozen=True)
+class GxNames:
+    """What GX calls this validation: the run (the Airflow run) and the dataset its assets belong to."""
+
+    run: str
+    dataset: str
 
 
 def validate_dataset(
@@ -68,10 +79,15 @@ def validate_dataset(
     embeddings: EmbeddingSource | None = None,
     served: ServedProfile = NOTHING_SERVED,
     force: bool = False,
+    run_name: str | None = None,
+    dataset_name: str | None = None,
 ) -> dict[str, Any]:
     """Run every suite in `expectations_dir` on its table; results go to `out_dir`. `embeddings` gives
     the vectors of this run's overviews (for the profile's embedding summary); `served` is the served
-    version and its data profile, the reference of the drift suites; `force` skips those."""
+    version and its data profile, the reference of the drift suites; `force` skips those. In GX and its
+    Data Docs, the validation run is named `run_name` (default: the run's artifact folder, the name of
+    `out_dir`'s parent, which is the Airflow run id made safe for a path) and each data asset
+    `<dataset_name>.<table>` (default dataset name: `movies_metadata`), e.g. `movies_metadata.movies`."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no phoning home from a closed network
     quiet_great_expectations()
     suites = load_suites(expectations_dir)
@@ -81,7 +97,8 @@ def validate_dataset(
         _require_tolerances(suite_parameters)
     suites = [s for s in suites if s.meta["dataset"] not in DRIFT_TABLES or drift is not None]
     with atomic_dir(out_dir) as tmp:
-        outcomes = _run_suites(tmp, suites, prepared_dir, drift.tables() if drift else {}, suite_parameters)
+        names = GxNames(run_name or out_dir.resolve().parent.name, dataset_name or DATASET_NAME)
+        outcomes = _run_suites(tmp, suites, prepared_dir, drift.tables() if drift else {}, suite_parameters, names)
         drift_outcome = _drift_outcome(drift, skipped, suites, outcomes)
         write_json(tmp / RESULTS_FILE, {name: r.to_json_dict() for name, r in outcomes.items()})
         write_json(tmp / PROFILE_FILE, profile)
@@ -114,21 +131,25 @@ def _run_suites(
     prepared_dir: Path,
     drift_tables: Mapping[str, Any],
     suite_parameters: Mapping[str, Any],
+    names: GxNames,
 ) -> dict[str, Any]:
     """Each suite's GX validation result, by suite name; Data Docs are rendered under `gx_root`."""
     import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="file", project_root_dir=str(gx_root))
     # Progress bars would fill the task log with carriage-return noise.
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas(DATASOURCE)
+    run_id = RunIdentifier(run_name=names.run, run_time=datetime.now(UTC))
     outcomes = {}
     for suite in suites:
         table = suite.meta["dataset"]
         is_drift = table in DRIFT_TABLES
         frame = drift_tables[table] if is_drift else reduced_frame(prepared_dir / f"{table}.parquet")
-        batch = source.add_dataframe_asset(suite.name).add_batch_definition_whole_dataframe(suite.name)
+        asset = source.add_dataframe_asset(f"{names.dataset}.{table}")
+        batch = asset.add_batch_definition_whole_dataframe(suite.name)
         checkpoint = context.checkpoints.add(
             gx.Checkpoint(
                 name=suite.name,
@@ -141,7 +162,9 @@ def _run_suites(
                 **({"result_format": DRIFT_RESULT_FORMAT} if is_drift else {}),
             )
         )
-        result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=dict(suite_parameters))
+        result = checkpoint.run(
+            batch_parameters={"dataframe": frame}, expectation_parameters=dict(suite_parameters), run_id=run_id
+        )
         outcomes[suite.name] = next(iter(result.run_results.values()))
     return outcomes
 

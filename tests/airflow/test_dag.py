@@ -24,6 +24,7 @@ STAGES = [
     "evaluate",
     "gate",
     "serving_check",
+    "approval",
     "promote",
 ]
 
@@ -53,7 +54,50 @@ def test_report_then_gate_alert_run_whatever_happened_without_deciding_the_run_s
 
 
 def test_graph_shows_the_flow_not_an_edge_from_every_stage(dag) -> None:
-    assert dag.get_task("promote").upstream_task_ids == {"gate", "select_model", "serving_check"}
+    assert dag.get_task("promote").upstream_task_ids == {"gate", "select_model", "approval"}
+
+
+def test_an_optional_approval_waits_between_the_checks_and_promote(dag) -> None:
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    approval, promote = dag.get_task("approval"), dag.get_task("promote")
+    assert isinstance(approval, ApprovalOperator)
+    assert approval.upstream_task_ids == {"serving_check"} and approval.downstream_task_ids == {"promote"}
+    assert {"gate", "serving_check"} <= approval.get_flat_relative_ids(upstream=True)
+    assert approval.retries == 0, "a retry would ask the approvers again"
+    assert approval.defaults == ["Reject"], "no answer before the timeout rejects"
+    assert approval.fail_on_reject is False, "a rejection is a decision, not a failure: the run succeeds"
+    assert approval.ignore_downstream_trigger_rules is False, "a rejection skips promote, not the report"
+    # Not required, the approval skips itself: promote must still run after a passed gate and check,
+    # and must not run after a failed one.
+    assert promote.trigger_rule == "none_failed_min_one_success"
+
+
+def test_the_approvals_outcome_says_who_decided_and_why() -> None:
+    from orchestration.approval import response_outcome
+
+    at, day = datetime(2026, 12, 2, 13, 0, tzinfo=UTC), timedelta(hours=24)
+    admin = {"id": "admin", "name": "admin"}
+    approved = response_outcome(
+        {"chosen_options": ["Approve"], "responded_by_user": admin, "responded_at": at}, "Approve", day
+    )
+    assert (approved["decision"], approved["promote"], approved["by"]) == ("approved", True, "admin")
+    assert approved["reason"] == "approved by admin: promoting" and approved["at"] == at.isoformat()
+    rejected = response_outcome(
+        {"chosen_options": ["Reject"], "responded_by_user": admin, "responded_at": at}, "Approve", day
+    )
+    assert (rejected["promote"], rejected["timed_out"]) == (False, False)
+    assert rejected["reason"] == "rejected by admin: promotion skipped, the served model is unchanged"
+    # The scheduler's timeout sweep applies the default, Reject, with no user.
+    timed_out = {"chosen_options": ["Reject"], "responded_by_user": None, "responded_at": at, "timedout": True}
+    outcome = response_outcome(timed_out, "Approve", timedelta(minutes=90))
+    assert (outcome["decision"], outcome["promote"], outcome["timed_out"], outcome["by"]) == (
+        "rejected",
+        False,
+        True,
+        None,
+    )
+    assert outcome["reason"].startswith("no answer within 1.5 h: rejected by default; promotion skipped")
 
 
 def test_each_summary_is_one_xcom(dag) -> None:
@@ -117,7 +161,7 @@ def test_each_task_runs_its_step_from_the_one_pipeline(dag) -> None:
 
     from tasks import pipeline
 
-    assert set(dag.task_ids) - {"gate_alert", "retrain_needed"} == set(pipeline.STEPS)
+    assert set(dag.task_ids) - {"gate_alert", "retrain_needed", "approval"} == set(pipeline.STEPS)
     for task_id in pipeline.STEPS:
         body = inspect.getsource(dag.get_task(task_id).python_callable)
         assert f"steps.{task_id}(" in body, f"task {task_id} does not call its step"

@@ -93,7 +93,14 @@ def submit(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("auc_threshold", 1.5), ("keep_versions", 0), ("gate_metric", "accuracy"), ("dataset_url", "ftp://x/m.csv")],
+    [
+        ("auc_threshold", 1.5),
+        ("keep_versions", 0),
+        ("gate_metric", "accuracy"),
+        ("dataset_url", "ftp://x/m.csv"),
+        ("approval_timeout", 0),
+        ("approval_timeout", 721),
+    ],
 )
 def test_bounds_still_apply_to_values_that_are_not_null(dags: dict[str, Any], name: str, value: Any) -> None:
     from airflow.sdk.definitions.param import ParamValidationError
@@ -106,6 +113,16 @@ def test_form_sections_in_reading_order(dags: dict[str, Any]) -> None:
     sections = [dags["movie_genre_retrain"].params.get_param(n).schema["section"] for n in PARAM_SCHEMAS]
     assert [s for i, s in enumerate(sections) if i == 0 or sections[i - 1] != s] == SECTIONS_IN_ORDER
     assert sections.index("Model gate") < sections.index("Registry")
+
+
+def test_approval_is_optional_and_waits_a_day_by_default(dags: dict[str, Any], settings: Settings) -> None:
+    params = dags["movie_genre_retrain"].params
+    for name in ("require_approval", "approval_timeout"):
+        assert params.get_param(name).schema["section"] == "Model gate", name
+    config = RunConfig.from_params({"require_approval": None, "approval_timeout": None}, settings)
+    assert (config.require_approval, config.approval_timeout) == (False, 24)
+    config = RunConfig.from_params({"require_approval": True, "approval_timeout": 0.5}, settings)
+    assert (config.require_approval, config.approval_timeout) == (True, 0.5)
 
 
 def test_rollback_version_left_empty_means_the_previous_one(settings: Settings) -> None:

@@ -9,26 +9,22 @@ production, without Celery workers, which tests/test_celery_deployment.py covers
 short the way an operator sets site defaults: through the environment (MOVIES_DATASET_URL and
 GENRE_PARAM_DEFAULTS), never by filling a field.
 
-Screenshots go to the test's tmp folder and to artifacts/test-screenshots/.
+Screenshots go to the test's tmp folder and to artifacts/test-screenshots/ (tests/deployment/browser.py).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect
 
 from tasks.config import PARAM_SCHEMAS
 from tests.deployment.airflow_cluster import AirflowCluster, airflow_cluster, pipeline_env
-from tests.sample_data import PROJECT_ROOT
+from tests.deployment.browser import UI_TIMEOUT_MS, chromium, log_in, save_screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -36,45 +32,7 @@ RETRAIN = "movie_genre_retrain"
 ROLLBACK = "movie_genre_rollback"
 # What an operator of a small test deployment sets in GENRE_PARAM_DEFAULTS: 800 movies, a quick model.
 SITE_DEFAULTS = {"min_rows": 200, "epochs": 5, "auc_threshold": 0.5, "candidates": [{"wide": True}]}
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = PROJECT_ROOT / "artifacts" / "test-screenshots"
-UI_TIMEOUT_MS = 60_000
 RUN_TIMEOUT_MS = 900_000
-expect.set_options(timeout=UI_TIMEOUT_MS)
-
-
-@contextmanager
-def chromium() -> Iterator[Browser]:
-    """Debian's Chromium, headless; Playwright downloads no browser."""
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=UI_TIMEOUT_MS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def log_in(page: Page, cluster: AirflowCluster) -> None:
-    page.goto(f"{cluster.base_url}/")
-    page.get_by_label("Username").fill(cluster.username)
-    page.get_by_label("Password").fill(cluster.password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).not_to_have_url(re.compile("/auth/login"))
-    expect(page.get_by_role("link", name="Dags")).to_be_visible()
 
 
 def open_trigger_form(page: Page, cluster: AirflowCluster, dag_id: str) -> Locator:
@@ -88,17 +46,6 @@ def open_trigger_form(page: Page, cluster: AirflowCluster, dag_id: str) -> Locat
 def param_field(dialog: Locator, name: str) -> Locator:
     """The form field of a run param (the UI names it element_<param>)."""
     return dialog.locator(f'[name="element_{name}"]')
-
-
-def save_screenshot(page: Page, tmp_path: Path, name: str) -> Path:
-    """Into the test's tmp folder and artifacts/test-screenshots/ (gitignored); prints both paths."""
-    shot = tmp_path / f"{name}.png"
-    page.screenshot(path=str(shot), full_page=True)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    kept = SCREENSHOTS / f"{name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.png"
-    shutil.copyfile(shot, kept)
-    print(f"screenshot: {shot}\nscreenshot: {kept}")
-    return kept
 
 
 def trigger_untouched(page: Page, cluster: AirflowCluster, dag_id: str, tmp_path: Path) -> dict[str, Any]:

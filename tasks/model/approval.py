@@ -1,0 +1,117 @@
+"""What an approver reads before a model is promoted: the body (markdown) of the retrain DAG's approval
+request, built from the summaries of the stages that ran before it.
+
+It shows the model gate's decision, the challenger against the served model (the champion) and the
+baselines, the data's drift against the served version's training data (the validate summary's
+`drift`), and where the run's files are: the report (written when the run ends, whatever the answer)
+and the Data Docs. Plain text from summaries: no Airflow, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# The run's files an approver may open, relative to its artifact folder.
+REPORT_FILE = "report.html"
+METRICS_FILE = "metrics.json"
+DATA_DOCS_FILE = "validation/data_docs/index.html"
+APPROVAL_FILE = "approval.json"  # written by the DAG's approval task: the decision, who made it, why
+
+
+def approval_subject(run_id: str, gate: Mapping[str, Any]) -> str:
+    """One line: what to decide, on which run, with the gate metric."""
+    return f"Promote the model of run {run_id}? {gate['metric']} {_auc(gate.get('challenger'))}"
+
+
+def approval_body(
+    *,
+    run_id: str,
+    run_dir: Path,
+    gate: Mapping[str, Any],
+    evaluation: Mapping[str, Any] | None,
+    validation: Mapping[str, Any] | None,
+    timeout_hours: float,
+) -> str:
+    """The approval request's markdown: gate decision, comparison table, drift, the run's files."""
+    sections = [
+        f"**Model gate:** {'passed' if gate.get('passed') else 'failed'}: {gate.get('reason', '')}",
+        "### Challenger, champion and baselines\n\n" + comparison_table(gate, evaluation),
+        "### Drift against the served version's training data\n\n" + drift_text((validation or {}).get("drift")),
+        "### Files of this run\n\n" + files_text(run_dir),
+        f"Approve to promote this model now; Reject to keep the served model. Without an answer within "
+        f"{timeout_hours:g} h the model is rejected. Run `{run_id}`.",
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def comparison_table(gate: Mapping[str, Any], evaluation: Mapping[str, Any] | None) -> str:
+    """A markdown table: the challenger's test AUCs, the champion's gate metric (scored now on the same
+    test split), each baseline's micro AUC, and each one's difference to the challenger."""
+    metric = gate["metric"]
+    challenger = gate.get("challenger")
+    rows = [("challenger (this run)", _auc(challenger), "")]
+    champion = gate.get("champion")
+    if champion is None:
+        rows.append(("champion", "none served", ""))
+    elif champion.get("value") is None:
+        rows.append((f"champion (version {champion['version']})", f"not comparable: {champion.get('note')}", ""))
+    else:
+        value = champion["value"]
+        rows.append((f"champion (version {champion['version']})", _auc(value), _diff(challenger, value)))
+    header = f"| model | {metric} | challenger minus it |\n| --- | --- | --- |"
+    lines = [header, *(f"| {name} | {value} | {diff} |" for name, value, diff in rows)]
+    evaluation = evaluation or {}
+    other = "auc_macro" if metric == "auc_micro" else "auc_micro"
+    if evaluation.get(other) is not None:
+        lines.append(f"\nChallenger {other}: {_auc(evaluation[other])}.")
+    baselines = evaluation.get("baselines_auc_micro") or {}
+    if baselines:
+        mine = evaluation.get("auc_micro")
+        lines.append("\n| baseline | auc_micro | challenger minus it |\n| --- | --- | --- |")
+        lines += [f"| {name} | {_auc(value)} | {_diff(mine, value)} |" for name, value in baselines.items()]
+    return "\n".join(lines)
+
+
+def drift_text(drift: Mapping[str, Any] | None) -> str:
+    """The drift verdict and its measures, or why drift was not checked."""
+    if not drift:
+        return "No drift summary: the data gate did not report one."
+    if not drift.get("checked"):
+        return f"Not checked: {drift.get('reason') or 'no reason given'}."
+    verdict = "within the tolerances" if drift.get("passed") else "outside a tolerance"
+    lines = [f"Against version {drift.get('served_version')}'s training data: {verdict}.", ""]
+    for name, value in (drift.get("measures") or {}).items():
+        lines.append(f"- {name}: {_measure(value)}")
+    return "\n".join(lines).rstrip()
+
+
+def files_text(run_dir: Path) -> str:
+    """Where the run's report, metrics, Data Docs and approval record are (some once written)."""
+    return "\n".join(
+        [
+            f"- Report: `{run_dir / REPORT_FILE}` (written when the run ends)",
+            f"- Metrics: `{run_dir / METRICS_FILE}`",
+            f"- Data Docs: `{run_dir / DATA_DOCS_FILE}`",
+            f"- This decision, once made: `{run_dir / APPROVAL_FILE}`",
+        ]
+    )
+
+
+def _auc(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.4f}"
+
+
+def _diff(mine: Any, theirs: Any) -> str:
+    return "" if mine is None or theirs is None else f"{float(mine) - float(theirs):+.4f}"
+
+
+def _measure(value: Any) -> str:
+    if isinstance(value, Mapping):  # the largest genre change: {"genre": ..., "change": ...}
+        change = value.get("change")
+        points = "n/a" if change is None else f"{100 * float(change):+.1f} points"
+        return f"{value.get('genre')} {points}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "n/a" if value is None else str(value)

@@ -1,0 +1,218 @@
+"""The data of the "Genre models" page without Airflow: `tasks.registry.catalogue` over real promoted
+versions (a real exported model, manifests with metrics, real GX validation summaries and Data Docs),
+the path check that keeps URLs inside their folders, and the CDN rewrite that lets Data Docs render
+offline from the npm packages installed in the venv.
+
+`publish_sample_versions` is shared with tests/deployment/test_genre_models_page.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestration.genre_models.cdn import CDN_FILES, NPM_PACKAGES, rewrite_cdn_urls, static_root
+from tasks.artifacts import read_json
+from tasks.config import EXPECTATIONS_DIR, PARAM_SCHEMAS, Settings
+from tasks.data.drift import TOLERANCE_PARAMS, ServedProfile
+from tasks.data.profile import PROFILE_FILE
+from tasks.data.validate import validate_dataset
+from tasks.registry.catalogue import DATA_DOCS_DIR, REPORT_FILE, catalogue, inside
+from tasks.registry.promote import promote_model
+from tasks.registry.rollback import rollback_model
+from tasks.registry.versions import ModelRegistry
+
+RUN_IDS = ("manual__2026-12-01T10:00:00+00:00", "manual__2026-12-02T10:00:00+00:00")
+AUCS = ((0.861, 0.802), (0.874, 0.815))
+
+
+def publish_sample_versions(settings: Settings, model: Path, prepared: Path) -> list[dict[str, Any]]:
+    """Two promoted versions of `model`, each from a run folder with real GX results and Data Docs
+    (`validate_dataset` on `prepared`; the second measures drift against the first) and a report.html;
+    the manifests carry metrics, data rows, the champion comparison and the validate summary."""
+    parameters = {"min_rows": 200, **{name: PARAM_SCHEMAS[name]["default"] for name in TOLERANCE_PARAMS}}
+    published = []
+    for number, (run_id, (micro, macro)) in enumerate(zip(RUN_IDS, AUCS, strict=True), start=1):
+        run_dir = settings.run_dir(run_id)
+        registry = ModelRegistry(settings.served_model_dir)
+        served = registry.serving_version()
+        profile = read_json(registry.version_dir(served) / PROFILE_FILE) if served else None
+        validation = validate_dataset(
+            prepared,
+            EXPECTATIONS_DIR,
+            run_dir / "validation",
+            parameters,
+            served=ServedProfile(served, profile),
+            run_name=run_id,
+        )
+        (run_dir / REPORT_FILE).write_text(f"<html><body><h1>Report of {run_id}</h1></body></html>")
+        champion = (
+            {"passed": True, "metric": "auc_micro", "value": micro, "reason": "no model in production"}
+            if served is None
+            else {"passed": True, "metric": "auc_micro", "value": micro, "reason": f"champion version {served}"}
+        )
+        manifest = {
+            "dag_run_id": run_id,
+            "metrics": {"auc_micro": micro, "auc_macro": macro},
+            "data": read_json(prepared / "summary.json"),
+            "champion_comparison": champion,
+            "stages": {"validate": validation},
+        }
+        published.append(
+            promote_model(
+                model,
+                settings.served_model_dir,
+                manifest,
+                actor=run_id,
+                reason=f"sample version {number}",
+                keep_versions=5,
+                extras={PROFILE_FILE: run_dir / "validation" / PROFILE_FILE},
+            )
+        )
+    return published
+
+
+@pytest.fixture(scope="module")
+def published(
+    glove_export: Path, prepared_sample: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Settings, list[dict[str, Any]]]:
+    root = tmp_path_factory.mktemp("genre-models")
+    settings = Settings.from_env(
+        {"GENRE_MODEL_DIR": str(root / "models"), "GENRE_ARTIFACTS_DIR": str(root / "artifacts")}
+    )
+    return settings, publish_sample_versions(settings, glove_export, prepared_sample)
+
+
+def test_catalogue_lists_every_version_with_its_origin(published: tuple[Settings, list[dict[str, Any]]]) -> None:
+    settings, _ = published
+    rollback_model(settings.served_model_dir, 1, actor="test", reason="v2 mislabels", keep_versions=5)
+    shown = catalogue(settings)
+    json.dumps(shown)  # the page's JSON
+
+    assert shown["served_version"] == 3
+    assert [(v["version"], v["served"], v["rollback_of"]) for v in shown["versions"]] == [
+        (3, True, 1),
+        (2, False, None),
+        (1, False, None),
+    ]
+    three, two, one = shown["versions"]
+    assert (one["auc_micro"], one["auc_macro"], two["auc_micro"]) == (0.861, 0.802, 0.874)
+    assert three["auc_micro"] == one["auc_micro"] and three["dag_run_id"] == RUN_IDS[0], "a copy keeps its origin"
+    assert one["champion"] == {
+        "passed": True,
+        "reason": "no model in production",
+        "metric": "auc_micro",
+        "value": 0.861,
+    }
+    assert one["rows"]["kept"] > 200 and one["rows"]["records"] == 800
+    assert one["drift"] == {"checked": False, "reason": one["drift"]["reason"]} and one["drift"]["reason"]
+    assert two["drift"]["checked"] and two["drift"]["served_version"] == 1 and two["drift"]["passed"]
+    assert "new_share" in json.dumps(two["drift"]["measures"])
+    for row, run_id in ((one, RUN_IDS[0]), (two, RUN_IDS[1])):
+        assert row["dag_run_id"] == run_id and row["has_report"] and row["has_data_docs"]
+        assert row["run_folder"] == settings.run_dir(run_id).name
+        assert row["published_at"] and row["published_by"] == run_id
+    assert three["published_by"] == "test" and three["reason"] == "v2 mislabels"
+    assert [(e["event"], e["version"]) for e in shown["history"]] == [("rollback", 3), ("promote", 2), ("promote", 1)]
+
+
+def test_catalogue_of_an_empty_registry(tmp_path: Path) -> None:
+    settings = Settings.from_env({"GENRE_MODEL_DIR": str(tmp_path / "m"), "GENRE_ARTIFACTS_DIR": str(tmp_path)})
+    assert catalogue(settings) == {"served_version": None, "versions": [], "history": []}
+    assert not (tmp_path / "m").exists(), "looking creates nothing"
+
+
+def test_catalogue_survives_a_missing_run_folder_and_a_bare_manifest(tmp_path: Path) -> None:
+    settings = Settings.from_env({"GENRE_MODEL_DIR": str(tmp_path / "m"), "GENRE_ARTIFACTS_DIR": str(tmp_path)})
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    (exported / "saved_model.pb").write_bytes(b"graph")
+    for manifest in ({"dag_run_id": "gone__run"}, {"dag_run_id": ".."}, {}):
+        promote_model(exported, settings.served_model_dir, manifest, actor="t", reason="t", keep_versions=5)
+    rows = catalogue(settings)["versions"]
+    assert [(r["version"], r["has_report"], r["has_data_docs"], r["run_folder"]) for r in rows] == [
+        (3, False, False, None),
+        (2, False, False, None),
+        (1, False, False, "gone__run"),
+    ]
+    assert rows[0]["auc_micro"] is None and rows[0]["drift"] is None and rows[0]["rows"]["kept"] is None
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "../secret.txt",
+        "..",
+        "a/../../secret.txt",
+        "a/../b.txt",
+        "./b.txt",
+        "/etc/passwd",
+        "//etc/passwd",
+        "a\\..\\..\\secret.txt",
+        "a//b.txt",
+        "a/",
+        "",
+        "b.txt\x00.html",
+        "link/secret.txt",
+        "escape.txt",
+        "a",  # a folder is not a file
+        "missing.txt",
+    ],
+)
+def test_inside_refuses_every_way_out(tmp_path: Path, relative: str) -> None:
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "b.txt").write_text("fine")
+    (root / "a" / "b.txt").write_text("fine")
+    (tmp_path / "secret.txt").write_text("secret")
+    os.symlink(tmp_path, root / "link")
+    os.symlink(tmp_path / "secret.txt", root / "escape.txt")
+    assert inside(root, relative) is None
+    assert inside(root, "b.txt") == (root / "b.txt").resolve()
+    assert inside(root, "a/b.txt") == (root / "a" / "b.txt").resolve()
+
+
+def test_data_docs_render_from_local_copies_of_their_cdn_files(
+    published: tuple[Settings, list[dict[str, Any]]],
+) -> None:
+    """Every CDN URL in a real Data Docs page is known and rewritten; every local file it names is
+    installed (make venv's npm step, NPM_PACKAGES); and GX names the run and the asset after ours."""
+    settings, _ = published
+    docs = settings.run_dir(RUN_IDS[1]) / DATA_DOCS_DIR
+    pages = sorted(docs.rglob("*.html"))
+    assert len(pages) >= 2, pages
+    for page in pages:
+        html = rewrite_cdn_urls(page.read_text(encoding="utf-8"), "/genre-models/static", "/docs")
+        assert "great-expectations-web-assets" not in html, "GX's logo comes from the site's own copy"
+        for image in re.findall(r"/docs/static/images/([\w.-]+)", html):
+            assert (docs / "static" / "images" / image).is_file(), image
+        tags = re.findall(r"<(?:script|link)\b[^>]*>", html)
+        assert not [t for t in tags if re.search(r"(src|href)=[\"'](https?:)?//", t)], page
+        assert "integrity=" not in html, "no CDN hashes on local copies"
+        for local in re.findall(r"/genre-models/static/([^\"']+)", html):
+            assert (static_root() / local).is_file(), f"{local} is not installed: make static"
+    assert all((static_root() / local).is_file() for local in CDN_FILES.values())
+    packages = {re.sub(r"(.)@.*", r"\1", package) for package in NPM_PACKAGES}
+    assert {re.match(r"(@[^/]+/)?[^/]+", local).group(0) for local in CDN_FILES.values()} <= packages
+    validations = "\n".join(p.read_text(encoding="utf-8") for p in pages if "validations" in p.parts)
+    assert RUN_IDS[1] in validations, "the GX run is named after the Airflow run"
+    assert any(p.name.endswith("movies_metadata.movies.html") for p in pages), "the asset: the dataset and table"
+    assert any(RUN_IDS[1] in p.parts for p in pages), "the validation pages are filed under the run's name"
+
+
+def test_rewrite_leaves_unknown_urls_and_links_alone() -> None:
+    html = (
+        '<script src="https://cdn.jsdelivr.net/npm/vega@5"></script>'
+        '<script src="https://example.org/other.js" integrity="sha384-x" crossorigin="anonymous"></script>'
+        '<a href="https://greatexpectations.io">GX</a>'
+    )
+    assert rewrite_cdn_urls(html, "/p/static") == (
+        '<script src="/p/static/vega/build/vega.min.js"></script>'
+        '<script src="https://example.org/other.js" integrity="sha384-x" crossorigin="anonymous"></script>'
+        '<a href="https://greatexpectations.io">GX</a>'
+    )
