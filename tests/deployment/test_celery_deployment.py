@@ -45,6 +45,7 @@ def test_celery_deployment_runs_the_dag_on_its_workers(tmp_path: Path, dataset: 
         states = {task_key(ti): (ti["state"], ti["hostname"]) for ti in task_instances}
         assert run["state"] == "success", f"run {run['dag_run_id']}: {states}\n{cluster.logs()}"
 
+    assert states.pop("approval")[0] == "skipped", "no approval asked for: the task skips itself"
     assert all(state == "success" for state, _ in states.values()), states
     hostnames = {hostname for _, hostname in states.values()}
     assert hostnames <= set(cluster.worker_names), f"tasks ran outside the Celery workers: {states}"

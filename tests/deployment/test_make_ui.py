@@ -36,7 +36,7 @@ from tests.sample_data import PROJECT_ROOT
 from tests.servers import free_port
 
 VENV_BIN = Path(sys.executable).parent
-OUR_DAGS = {"movie_genre_retrain", "movie_genre_rollback"}
+OUR_DAGS = {"movie_genre_retrain", "movie_genre_rollback", "movie_genre_batch_predict"}
 API_TIMEOUT = 240  # a cold start on 2 busy cores: 40-180 s until the api-server listens
 DAGS_TIMEOUT = 90
 SCHEDULE_TIMEOUT = 60
