@@ -1,5 +1,5 @@
 """The "Genre models" FastAPI app, mounted by the Airflow api-server at `/genre-models` (see the plugin
-in `orchestration/genre_models/__init__.py`).
+in `orchestration/genre_models/plugin.py`).
 
     /                                  the page: every version, the history, "Serve this version again"
     /api/versions                      the same as JSON (`tasks.registry.catalogue.catalogue`)
