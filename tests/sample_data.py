@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +35,12 @@ def quick_conf(dataset: Path, **overrides: Any) -> dict[str, Any]:
     """Params for a quick run on the 800-row sample that normally promotes: 5 epochs, one candidate."""
     conf = {"dataset_url": str(dataset), "min_rows": 200, "epochs": 5, "auc_threshold": 0.5}
     return {**conf, "candidates": [{"wide": True}], **overrides}
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file below `folder`, by relative path, with its content's hash: to tell a folder untouched."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }

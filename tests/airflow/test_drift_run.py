@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.airflow.dag_runs import alert_texts, run_dag
-from tests.airflow.test_unchanged_week import snapshot
-from tests.sample_data import quick_conf, write_rows
+from tests.sample_data import quick_conf, snapshot, write_rows
 
 pytestmark = pytest.mark.slow
 

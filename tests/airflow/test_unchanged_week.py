@@ -5,7 +5,6 @@ promotes; `force` retrains the same file."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -14,21 +13,12 @@ import pytest
 
 from tasks.pipeline import STEPS
 from tests.airflow.dag_runs import run_dag
-from tests.sample_data import quick_conf, write_rows
+from tests.sample_data import quick_conf, snapshot, write_rows
 
 pytestmark = pytest.mark.slow
 
 # Every step after the fingerprint but the report, a teardown that runs whatever happened.
 SKIPPED_BELOW_THE_SHORT_CIRCUIT = tuple(step for step in STEPS[STEPS.index("fingerprint") + 1 :] if step != "report")
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file below `folder`, by relative path, with its content's hash."""
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
 
 
 def with_one_overview_changed(source: Path, target: Path) -> Path:

@@ -14,7 +14,6 @@ Screenshots go to the test's tmp folder and to artifacts/test-screenshots/.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -27,6 +26,7 @@ from playwright.sync_api import Browser, expect
 from tasks.config import Settings
 from tests.deployment.airflow_cluster import AirflowCluster, airflow_cluster, pipeline_env, wait_until
 from tests.deployment.browser import chromium, log_in, save_screenshot
+from tests.sample_data import snapshot
 from tests.servers import SmtpInbox, smtp_connection
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -84,14 +84,6 @@ def answer_in_the_ui(browser: Browser, cluster: AirflowCluster, link: str, optio
         save_screenshot(page, shot.parent, f"{shot.name}-answered")
     finally:
         page.close()
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def approval_xcom(cluster: AirflowCluster, run_id: str) -> Any:
