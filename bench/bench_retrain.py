@@ -26,7 +26,11 @@ from bench.runs import Run, run_direct
 from bench.sample import SHARED_SAMPLE_CSV
 
 NEW_SHARE = 0.05
+# Issue 15: warm / cold at most 0.25 at 50k rows, 0.40 on the 5k sample, where a run's fixed costs
+# (process and TensorFlow start, the serving check, the report) weigh more.
 GOAL_RATIO = 0.25
+SMALL_FILE_GOAL_RATIO = 0.40
+SMALL_FILE_RECORDS = 10_000
 UNCHANGED_GOAL_RATIO = 0.10  # an unchanged week against a full warm run
 
 
@@ -51,11 +55,13 @@ def measure_warm(
         unchanged.append(run_direct(home, params, run_id="this-week-again", isolate=isolate))
     if any(run.summaries["fingerprint"]["retrain"] or "promote" in run.summaries for run in unchanged):
         raise RuntimeError("the same file again was retrained: the unchanged-week figures would mean nothing")
+    records = warm[0].summaries["prepare"]["records"]
     return {
         "rows": source.name,
+        "records": records,
         "isolated_stages": isolate,
         "repeats": {"cold": len(cold), "warm": len(warm)},
-        "goal_ratio": GOAL_RATIO,
+        "goal_ratio": goal_ratio(records),
         "cold": summarize(cold),
         "warm": summarize(warm),
         "ratio": median([r.seconds for r in warm]) / median([r.seconds for r in cold]),
@@ -72,6 +78,11 @@ def measure_warm(
         },
         "warm_started": all(r.summaries["train"]["warm_starts"] == 1 for r in warm),
     }
+
+
+def goal_ratio(records: int) -> float:
+    """Warm / cold goal for a file of `records` CSV records."""
+    return SMALL_FILE_GOAL_RATIO if records < SMALL_FILE_RECORDS else GOAL_RATIO
 
 
 def without_new_share(source: Path, target: Path) -> Path:
@@ -97,7 +108,8 @@ def main() -> None:
         result = measure_warm(args.module_dir, args.csv, Path(scratch), args.repeats)
     print(
         f"cold {result['cold']['seconds']:.1f} s, warm {result['warm']['seconds']:.1f} s, "
-        f"warm / cold {result['ratio']:.2f} (goal <= {GOAL_RATIO}); unchanged {result['unchanged']['seconds']:.1f} s, "
+        f"warm / cold {result['ratio']:.2f} (goal <= {result['goal_ratio']}); "
+        f"unchanged {result['unchanged']['seconds']:.1f} s, "
         f"unchanged / warm {result['unchanged_ratio']:.2f} (goal <= {UNCHANGED_GOAL_RATIO})"
     )
 

@@ -13,8 +13,9 @@ embedding module, params and code (its training fingerprint), every task below i
 run succeeds, with nothing promoted and no alert. The `force` param retrains anyway.
 
 `embedding_module` (the project's own module, built once and cached, unless a module is given) feeds
-embed, train and evaluate. Wiring only: each task calls its step in `tasks.pipeline`, which imports its
-stage's heavy libraries (TensorFlow, Great Expectations, pandas) itself, so this file parses fast.
+embed, validate, train, evaluate and gate. Wiring only: each task calls its step in `tasks.pipeline`,
+which imports its stage's heavy libraries (TensorFlow, Great Expectations, pandas) itself, so this file
+parses fast.
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ def movie_genre_retrain() -> None:
         return steps.evaluate(run_context(), trained, prepared, embedding)
 
     @step_task(retries=0)
-    def gate(evaluation: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
-        return steps.gate(run_context(), evaluation, prepared)
+    def gate(evaluation: dict[str, Any], prepared: dict[str, Any], embedding: dict[str, Any]) -> dict[str, Any]:
+        return steps.gate(run_context(), evaluation, prepared, embedding)
 
     @step_task(retries=0)
     def serving_check(trained: dict[str, Any]) -> dict[str, Any]:
@@ -136,7 +137,7 @@ def movie_genre_retrain() -> None:
     trained_candidates = train.partial(prepared=prepared, embedding=embedding).expand(candidate=planned)
     trained = select_model(trained_candidates)
     evaluation = evaluate(trained, prepared, embedding)
-    decision = gate(evaluation, prepared)
+    decision = gate(evaluation, prepared, embedding)
     checked = serving_check(trained)
     decision >> checked
     approval = PromotionApproval(task_id="approval", retries=0)

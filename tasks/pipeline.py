@@ -215,7 +215,9 @@ def evaluate(run: RunContext, trained: Summary, prepared: Summary, embedding: Su
 
 
 @timed
-def gate(run: RunContext, evaluation: Summary, prepared: Summary) -> Summary:
+def gate(run: RunContext, evaluation: Summary, prepared: Summary, embedding: Summary) -> Summary:
+    """The model gate; `embedding` (the embedding_module summary) names the cache the champion is scored
+    from when it was trained on the same module."""
     from tasks.model.gate import check_model_gate
 
     return check_model_gate(
@@ -225,6 +227,7 @@ def gate(run: RunContext, evaluation: Summary, prepared: Summary) -> Summary:
         metric=run.config.gate_metric,
         threshold=run.config.auc_threshold,
         max_drop=run.config.max_auc_drop,
+        cache=run.embedding_cache(embedding),
     )
 
 
@@ -250,6 +253,7 @@ def promote(run: RunContext, trained: Summary, decision: Summary, stages: Mappin
         reason=decision["reason"],
         keep_versions=run.config.keep_versions,
         extras={PROFILE_FILE: run.dir / "validation" / PROFILE_FILE},
+        once_per_actor=True,
     )
 
 

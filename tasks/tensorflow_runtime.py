@@ -29,11 +29,15 @@ from contextlib import contextmanager
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # 1: TensorFlow's native INFO lines (CPU features, thread pools) stay out; its warnings and errors show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-# oneDNN keeps memory for every new input shape (each embedding batch is padded to its own length): after
-# 5,000 overviews, 20,000 more grew the process by 225 MB with it and by 17 MB without, and the embed
-# stage reached 3.2 GB at 200,000 rows. Without it, training is about 10% slower; set
-# TF_ENABLE_ONEDNN_OPTS=1 to choose speed.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# oneDNN on: the USE module multiplies in bfloat16 (AVX-512 BF16), which only oneDNN's kernels run fast
+# (without it the module runs at about half the speed of its float32 build), and training is faster with it.
+# oneDNN keeps primitives and memory per input shape, which once grew the embed stage with every batch; the
+# module now pads its shapes to a few bucket sizes (tasks/embedding/use_module.py), so memory stays flat.
+# With it, the first int64 Transpose a process runs (a ragged `tf.concat` along axis 1 makes one of its row
+# splits) logs once "E… util.cc:131] oneDNN supports DT_INT64 only on platforms with AVX-512. Falling back
+# to … Eigen": harmless, but an ERROR line in a task's log, so the USE module lays out its pieces without
+# ragged concats (builder revision 2). Set it to 0 to compare.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import os
 import re
 import uuid
 import zipfile
-from collections.abc import Callable, Container, Iterator, Sequence
+from collections.abc import Callable, Collection, Container, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +64,17 @@ class EmbeddingCache:
         for keys, values in self._shards():
             vectors.update(zip((bytes(k) for k in keys), values, strict=True))
         return vectors
+
+    def lookup(self, keys: Collection[bytes]) -> dict[bytes, np.ndarray]:
+        """The cached vectors of those `keys` the cache has, read one shard at a time: memory holds what
+        was found and one shard, not the whole cache (as `load` does)."""
+        wanted = set(keys)
+        found: dict[bytes, np.ndarray] = {}
+        for shard_keys, values in self._shards():
+            rows = [row for row, key in enumerate(shard_keys) if bytes(key) in wanted]
+            # Indexing copies the rows, so the shard's array is freed once the loop moves on.
+            found.update(zip((bytes(shard_keys[row]) for row in rows), values[rows], strict=True))
+        return found
 
     def keys(self) -> set[bytes]:
         """The keys of every cached vector (each shard verified, one at a time)."""

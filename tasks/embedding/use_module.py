@@ -37,7 +37,13 @@ How it runs fast on a CPU (the numbers are in bench/bench_embedding.py's output)
 - steps 2-3 and the first convolution of each branch depend on the piece id alone, so they run once per distinct
   id of the call (the convolution as "x_id times each window slot's filter", summed per window afterwards);
 - step 5 never builds the 1,280-wide normalised rows: per-piece mean and scale come from per-part sums, and the
-  per-sentence sums are sparse-dense matmuls.
+  per-sentence sums are segment sums of each part;
+- the big products (step 3's projection, both convolutions of step 4: about 95% of the FLOPs) multiply bfloat16
+  inputs, which oneDNN runs on AVX-512 BF16 dot products with float32 accumulation; layer norms, residual sums,
+  pooling, the DNN and the normalisation stay float32 (cosine to the numpy reference >= 0.99998). Without
+  oneDNN (TF_ENABLE_ONEDNN_OPTS=0) the same graph runs, on slower kernels;
+- a call's flat rows, distinct ids and sentences are padded to bucket sizes (`BUCKETS`), so oneDNN, which keeps
+  primitives and memory per input shape, meets a handful of shapes instead of one per call.
 """
 
 from __future__ import annotations
@@ -67,6 +73,11 @@ _CNN_DIM = 256
 _ORDERS = ((2, 0), (3, 1), (5, 2))
 _GAP = max(max(left, n - 1 - left) for n, left in _ORDERS)  # zero rows between sentences
 _UNK, _BOS, _EOS = 0, 1, 2
+# The sizes a call's flat rows, distinct ids and sentences are padded up to: 64, then 8 sizes per octave
+# (n rounded up to 4 significant bits, at most 12.5% padding). oneDNN keeps primitives and memory per input
+# shape, so unpadded shapes (a new one per call) made the process grow with every batch; with buckets, a
+# pipeline's calls of one batch size meet only a handful of shapes.
+BUCKETS = sorted({64, *(m << shift for shift in range(3, 40) for m in range(8, 16))})
 
 # The package's weights by its own key names; float32 arrays, except "codes" ([pieces, 512] uint8, indexed by
 # piece id) and "eps" (a float).
@@ -87,14 +98,15 @@ def use_resources() -> tuple[Path, Path]:
     return resources / "weights.npz", resources / "sp.model"
 
 
-def build_use_module(out_dir: Path) -> Path:
-    """Write the USE-multilingual-v3 module (SavedModel + `module_info.json`) to `out_dir`, replaced as a whole."""
+def build_use_module(out_dir: Path, products: tf.DType = tf.bfloat16) -> Path:
+    """Write the USE-multilingual-v3 module (SavedModel + `module_info.json`) to `out_dir`, replaced as a whole.
+    `products`: the input type of the big products (float32 only to measure what bfloat16 gains)."""
     weights_path, sp_model_path = use_resources()
     weights_bytes = weights_path.read_bytes()
     sp_model = sp_model_path.read_bytes()
     weights = _load_weights(weights_path)
     with atomic_dir(out_dir) as tmp:
-        module = UniversalSentenceEncoderM3(weights, sp_model)
+        module = UniversalSentenceEncoderM3(weights, sp_model, products)
         tf.saved_model.save(module, str(tmp), signatures={"default": module.__call__})
         write_json(tmp / INFO_FILE, _module_info(weights_bytes, sp_model))
     log.info("built embedding module %s", out_dir)
@@ -163,6 +175,25 @@ def _frozen(name: str, value: Any, dtype: tf.DType = tf.float32) -> tf.Variable:
     return tf.Variable(value, trainable=False, dtype=dtype, name=name)
 
 
+def bucket_size(n: tf.Tensor) -> tf.Tensor:
+    """The smallest bucket size (`BUCKETS`) at least `n`, an int64 scalar."""
+    buckets = tf.constant(BUCKETS, tf.int64)
+    n = tf.cast(n, tf.int64)
+    return tf.gather(buckets, tf.searchsorted(buckets, n[None])[0])
+
+
+def _pad(x: tf.Tensor, size: tf.Tensor, value: float | int) -> tf.Tensor:
+    """`x` with rows of `value` appended along axis 0 up to `size` rows."""
+    extra = tf.cast(size, tf.int32) - tf.shape(x)[0]
+    return tf.pad(x, tf.concat([[[0, extra]], tf.zeros([tf.rank(x) - 1, 2], tf.int32)], 0), constant_values=value)
+
+
+def _product(x: tf.Tensor, w: tf.Variable, dtype: tf.DType) -> tf.Tensor:
+    """x @ w with inputs in `dtype`, float32 out. With bfloat16, oneDNN runs AVX-512 BF16 dot products, which
+    accumulate in float32. Only the big per-id products use it; sums, norms and per-sentence layers stay float32."""
+    return tf.cast(tf.matmul(tf.cast(x, dtype), tf.cast(w, dtype)), tf.float32)
+
+
 def _layer_norm(x: tf.Tensor, gamma: tf.Variable, beta: tf.Variable, eps: float) -> tf.Tensor:
     mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
     return (x - mean) * tf.math.rsqrt(variance + eps) * gamma + beta
@@ -171,36 +202,48 @@ def _layer_norm(x: tf.Tensor, gamma: tf.Variable, beta: tf.Variable, eps: float)
 @dataclass(frozen=True)
 class FlatBatch:
     """One call's sentences as one flat sequence of rows: each sentence preceded by `_GAP` gap rows (id -1), and
-    `_GAP` more at the end. A window of at most `_GAP` pieces either side then never reaches another sentence,
-    so the n-gram convolutions run over the whole batch at once with SAME padding. Tensors of one trace.
+    gap rows at the end, at least `_GAP`, up to a bucket size (`bucket_size`). A window of at most `_GAP` pieces
+    either side then never reaches another sentence, so the n-gram convolutions run over the whole batch at once
+    with SAME padding. The distinct ids are padded with gap ids (-1) to a bucket size too, and the sentences to
+    `slots` (padding sentences have no pieces): every matmul and convolution sees one of a few shapes, and no
+    real row's result depends on the padding. Tensors of one trace.
 
     The methods build their tensor when called: the encoder calls each once, where it first needs it (see
     `UniversalSentenceEncoderM3.encode` for why the place matters)."""
 
     ids: tf.RaggedTensor  # [sentences, None] int32: the piece ids laid out
     sentences: tf.Tensor  # int64 scalar: how many sentences
-    unique_ids: tf.Tensor  # [distinct] int32: the call's distinct row ids, -1 (a gap) among them
+    slots: tf.Tensor  # int64 scalar: sentences rounded up to a bucket size
+    unique_ids: tf.Tensor  # [distinct] int32: the call's distinct row ids, -1 (a gap) first, padded with -1
     row_unique: tf.Tensor  # [rows] int32: each row's position in unique_ids
     row_is_piece: tf.Tensor  # [rows, 1] float32: 1 for a piece, 0 for a gap row
-    piece_rows: tf.Tensor  # [pieces] int64: the rows that are pieces, in order
-    piece_sentence: tf.Tensor  # [pieces] int64: each piece's sentence
+    piece_rows: tf.Tensor  # [pieces] int32: the rows that are pieces, in order
+    piece_sentence: tf.Tensor  # [pieces] int32: each piece's sentence
 
     @classmethod
     def lay_out(cls, ids: tf.RaggedTensor) -> FlatBatch:
         """Lay out ragged [sentences, None] piece ids."""
         sentences = ids.nrows()
-        laid = tf.concat([tf.fill(tf.stack([sentences, _GAP]), -1), ids], axis=1)
-        flat = tf.concat([laid.flat_values, tf.fill([_GAP], -1)], axis=0)
-        is_piece = flat >= 0
-        row_is_piece = tf.cast(is_piece, tf.float32)[:, None]
-        piece_rows = tf.where(is_piece)[:, 0]
-        piece_sentence = tf.gather(laid.value_rowids(), piece_rows)
+        # Piece j of sentence s goes to row j + (s + 1) * _GAP. Int32 index arithmetic and a scatter, not a
+        # ragged `tf.concat` of gap rows and ids: that one transposes int64 row splits, which makes oneDNN log
+        # an ERROR line (see `PieceTokenizer.__call__`).
+        pieces = tf.size(ids.flat_values)
+        piece_sentence = tf.repeat(tf.range(tf.cast(sentences, tf.int32)), tf.cast(ids.row_lengths(), tf.int32))
+        piece_rows = tf.range(pieces) + (piece_sentence + 1) * _GAP
+        rows = bucket_size(pieces + (tf.cast(sentences, tf.int32) + 1) * _GAP)
+        flat = tf.tensor_scatter_nd_update(
+            tf.fill(tf.cast(rows, tf.int32)[None], -1), piece_rows[:, None], ids.flat_values
+        )
+        row_is_piece = tf.cast(flat >= 0, tf.float32)[:, None]
         unique_ids, row_unique = tf.unique(flat)
-        return cls(ids, sentences, unique_ids, row_unique, row_is_piece, piece_rows, piece_sentence)
+        unique_ids = _pad(unique_ids, bucket_size(tf.size(unique_ids)), -1)
+        slots = bucket_size(sentences)
+        return cls(ids, sentences, slots, unique_ids, row_unique, row_is_piece, piece_rows, piece_sentence)
 
     def windows(self) -> Windows:
         """The n-gram windows of all branches."""
-        # Two fills of the same value, not one used twice: the ops of revision 1 (see the encoder).
+        # Two fills of the same value, not one used twice: the graph's op order is part of its vectors (see the
+        # encoder).
         padded = tf.concat(
             [tf.fill([_GAP], self.row_unique[0]), self.row_unique, tf.fill([_GAP], self.row_unique[0])], 0
         )
@@ -211,8 +254,9 @@ class FlatBatch:
         return tf.gather(self.row_unique, self.piece_rows)
 
     def sentence_pieces(self) -> tf.Tensor:
-        """[sentences, 1] float32: each sentence's number of pieces."""
-        return tf.cast(self.ids.row_lengths(), tf.float32)[:, None]
+        """[slots, 1] float32: each sentence's number of pieces; 1 for a padding sentence (its sum is zero: the
+        count only keeps its rows finite)."""
+        return tf.cast(_pad(self.ids.row_lengths(), self.slots, 1), tf.float32)[:, None]
 
 
 class Windows(NamedTuple):
@@ -236,18 +280,25 @@ class PieceTokenizer(tf.Module):
         self.sentencepiece = tf_text.SentencepieceTokenizer(model=sp_model, out_type=tf.int32)
 
     def __call__(self, texts: tf.Tensor) -> tf.RaggedTensor:
-        pieces = self._one_unk_per_unknown_character(texts)
-        # A text with no pieces at all (empty, blank) is one <unk>.
-        empty = tf.cast(tf.equal(pieces.row_lengths(), 0), tf.int64)
-        fill = tf.RaggedTensor.from_row_lengths(tf.fill([tf.reduce_sum(empty)], _UNK), empty, validate=False)
-        batch = tf.shape(texts, out_type=tf.int64)[:1]
-        bos = tf.fill(tf.concat([batch, [1]], 0), _BOS)
-        eos = tf.fill(tf.concat([batch, [1]], 0), _EOS)
-        return tf.concat([bos, pieces, fill, eos], axis=1)
+        pieces, lengths = self._one_unk_per_unknown_character(texts)
+        # Each text becomes <s>, its pieces (or one <unk> if it has none: empty, blank), </s>. Laid out by int32
+        # index arithmetic and one scatter, not a ragged `tf.concat` along axis 1: that one transposes its int64
+        # row splits, and the first int64 Transpose oneDNN meets in a process logs "E… util.cc:131] oneDNN
+        # supports DT_INT64 only on platforms with AVX-512", an ERROR line in the task's log.
+        out_lengths = tf.maximum(lengths, 1) + 2
+        out_starts = tf.math.cumsum(out_lengths, exclusive=True)
+        in_starts = tf.math.cumsum(lengths, exclusive=True)
+        piece_text = tf.repeat(tf.range(tf.size(lengths)), lengths)
+        piece_at = tf.range(tf.size(pieces)) + tf.gather(out_starts - in_starts + 1, piece_text)
+        where = tf.concat([out_starts, out_starts + out_lengths - 1, piece_at], 0)[:, None]
+        what = tf.concat([tf.fill(tf.shape(lengths), _BOS), tf.fill(tf.shape(lengths), _EOS), pieces], 0)
+        # Every other position is the <unk> of a text with no pieces.
+        flat = tf.tensor_scatter_nd_update(tf.fill([tf.reduce_sum(out_lengths)], _UNK), where, what)
+        return tf.RaggedTensor.from_row_lengths(flat, tf.cast(out_lengths, tf.int64), validate=False)
 
-    def _one_unk_per_unknown_character(self, texts: tf.Tensor) -> tf.RaggedTensor:
+    def _one_unk_per_unknown_character(self, texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """SentencePiece's pieces, but its one <unk> per run of unknown characters repeated once per character
-        (as the package's tokenizer emits them)."""
+        (as the package's tokenizer emits them): [pieces] int32 ids of all texts, and [texts] int32 how many each."""
         pieces, starts, ends = self.sentencepiece.tokenize_with_offsets(texts)
         flat = pieces.flat_values
         unk = tf.where(tf.equal(flat, _UNK))[:, 0]
@@ -261,8 +312,7 @@ class PieceTokenizer(tf.Module):
             tf.ones_like(flat), unk[:, None], tf.maximum(tf.cast(unk_chars, tf.int32), 1)
         )
         repeats_per_text = tf.RaggedTensor.from_row_splits(repeats, pieces.row_splits, validate=False)
-        lengths = tf.cast(tf.reduce_sum(repeats_per_text, axis=1), tf.int64)
-        return tf.RaggedTensor.from_row_lengths(tf.repeat(flat, repeats), lengths, validate=False)
+        return tf.repeat(flat, repeats), tf.reduce_sum(repeats_per_text, axis=1)
 
 
 class QuantizedEmbedding(tf.Module):
@@ -284,7 +334,7 @@ class BranchInputs(tf.Module):
     """Step 3: [n, 512] embeddings -> [n, 3 * 256], each CNN branch's input side by side, with one layer norm over
     the three projections together, as the package computes it."""
 
-    def __init__(self, weights: PackageWeights, eps: float) -> None:
+    def __init__(self, weights: PackageWeights, eps: float, products: tf.DType) -> None:
         super().__init__(name="branch_inputs")
 
         def side_by_side(key: str, axis: int) -> np.ndarray:
@@ -294,25 +344,27 @@ class BranchInputs(tf.Module):
         self.proj_b = _frozen("proj_b", side_by_side("proj_b", axis=0))
         self.proj_ln_g = _frozen("proj_ln_g", side_by_side("ln_g", axis=0))
         self.proj_ln_b = _frozen("proj_ln_b", side_by_side("ln_b", axis=0))
-        self.eps = eps
+        self.eps, self.products = eps, products
 
     def __call__(self, embeddings: tf.Tensor) -> tf.Tensor:
-        projected = tf.matmul(embeddings, self.proj_w) + self.proj_b
+        projected = _product(embeddings, self.proj_w, self.products) + self.proj_b
         return _layer_norm(projected, self.proj_ln_g, self.proj_ln_b, self.eps)
 
 
 class NgramBranch(tf.Module):
-    """Step 4, one n-gram order: two residual ReLU convolutions over the flat batch, zero at the gap rows.
+    """Step 4, one n-gram order: two residual ReLU convolutions over the flat batch, zero at the gap rows. Both
+    multiply `products` (bfloat16, see `_product`); the second's bias and ReLU too (they fuse into its oneDNN
+    kernel), the residual sums are float32.
 
     The package's convolutions are [n * 256, 256] matrices, one 256-row block per window slot. The first is kept
     as [256, n * 256] (the slot blocks side by side, see `_first_convolution`), the second as a conv2d filter
     [1, n, 256, 256]."""
 
-    def __init__(self, n: int, left: int, weights: PackageWeights) -> None:
+    def __init__(self, n: int, left: int, weights: PackageWeights, products: tf.DType) -> None:
         super().__init__(name=f"ngram{n}_branch")
         if left != (n - 1) // 2:
             raise ValueError(f"the {n}-gram window must start where SAME padding puts it, {(n - 1) // 2} back")
-        self.n, self.left = n, left
+        self.n, self.left, self.products = n, left, products
         slots = weights[f"w1_{n}"].reshape(n, _CNN_DIM, _CNN_DIM).transpose(1, 0, 2).reshape(_CNN_DIM, -1)
         self.first_w = _frozen(f"conv{n}_1_w", slots)
         self.first_b = _frozen(f"conv{n}_1_b", weights[f"b1_{n}"])
@@ -325,13 +377,15 @@ class NgramBranch(tf.Module):
         residual = tf.gather(unique_x, batch.row_unique)
         # [1, 1, rows, 256] (NHWC), so that conv + bias + ReLU fuse into one oneDNN kernel.
         h = tf.reshape((tf.nn.relu(first + self.first_b) + residual) * batch.row_is_piece, [1, 1, -1, _CNN_DIM])
-        out = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(h, self.second_w, 1, "SAME"), self.second_b)) + h
+        conv = tf.nn.conv2d(tf.cast(h, self.products), tf.cast(self.second_w, self.products), 1, "SAME")
+        out = tf.cast(tf.nn.relu(tf.nn.bias_add(conv, tf.cast(self.second_b, self.products))), tf.float32) + h
         return tf.gather(tf.reshape(out, [-1, _CNN_DIM]), batch.piece_rows)
 
     def _first_convolution(self, unique_x: tf.Tensor, windows: Windows) -> tf.Tensor:
         """[rows, 256], before its bias. The input is a function of the piece id: multiply each distinct id's x by
         every window slot's filter once, then add up each row's window of products."""
-        products = tf.reshape(tf.matmul(unique_x, self.first_w), [-1, _CNN_DIM])  # row u * n + k: x_u times slot k
+        # Row u * n + k: x_u times slot k.
+        products = tf.reshape(_product(unique_x, self.first_w, self.products), [-1, _CNN_DIM])
         padded, rows, start = windows.padded_row_unique, windows.rows, _GAP - self.left
         return tf.add_n([tf.gather(products, padded[start + k : start + k + rows] * self.n + k) for k in range(self.n)])
 
@@ -354,7 +408,7 @@ class SentencePooling(tf.Module):
         piece_unique = batch.piece_unique()
         mean, scale = self._piece_moments(unique_embeddings, branches, piece_unique)
         scaled_sums = self._scaled_sums(unique_embeddings, branches, piece_unique, scale, batch)
-        centre = tf.math.unsorted_segment_sum(scale * mean, batch.piece_sentence, batch.sentences)
+        centre = tf.math.unsorted_segment_sum(scale * mean, batch.piece_sentence, batch.slots)
         count = batch.sentence_pieces()
         summed = self.ln_g * (scaled_sums - centre[:, None]) + count * self.ln_b
         # The token sum commutes with the (linear) projection: project the per-sentence sums.
@@ -381,17 +435,16 @@ class SentencePooling(tf.Module):
         scale: tf.Tensor,
         batch: FlatBatch,
     ) -> tf.Tensor:
-        """[sentences, 1280]: sum over each sentence's pieces of scale * [embedding | three branches]."""
+        """[slots, 1280]: sum over each sentence's pieces of scale * [embedding | three branches]. Segment sums,
+        not sparse-dense matmuls: TensorFlow's CPU kernel of those took a tenth of the module's time."""
 
-        def weighted_sum(columns: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
-            """[sentences, width]: sum over each sentence's pieces of scale * values[columns]."""
-            indices = tf.stack([batch.piece_sentence, columns], axis=1)
-            weights = tf.sparse.SparseTensor(indices, scale, tf.stack([batch.sentences, tf.shape(values, tf.int64)[0]]))
-            return tf.sparse.sparse_dense_matmul(weights, values)
+        def weighted_sum(values: tf.Tensor) -> tf.Tensor:
+            """[slots, width]: sum over each sentence's pieces of scale * values ([pieces, width]); the pieces are in
+            sentence order, as `segment_sum` needs."""
+            return _pad(tf.math.segment_sum(values * scale[:, None], batch.piece_sentence), batch.slots, 0.0)
 
-        pieces = tf.range(tf.shape(batch.piece_rows, tf.int64)[0])
-        embedding_sum = weighted_sum(tf.cast(piece_unique, tf.int64), unique_embeddings)
-        return tf.concat([embedding_sum] + [weighted_sum(pieces, values) for values in branches], axis=1)
+        embedding_sum = weighted_sum(tf.gather(unique_embeddings, piece_unique))
+        return tf.concat([embedding_sum] + [weighted_sum(values) for values in branches], axis=1)
 
 
 class ResidualDnn(tf.Module):
@@ -415,13 +468,13 @@ class ResidualDnn(tf.Module):
 class UniversalSentenceEncoderM3(tf.Module):
     """The whole encoder: 1-D tf.string texts -> [batch, 512] float32 L2-normalised vectors."""
 
-    def __init__(self, weights: PackageWeights, sp_model: bytes) -> None:
+    def __init__(self, weights: PackageWeights, sp_model: bytes, products: tf.DType = tf.bfloat16) -> None:
         super().__init__(name="use_m3")
         eps = float(weights["eps"])
         self.tokenizer = PieceTokenizer(sp_model)
         self.embedding = QuantizedEmbedding(weights["codes"], weights["scale"], weights["lo"])
-        self.branch_inputs = BranchInputs(weights, eps)
-        self.branches = [NgramBranch(n, left, weights) for n, left in _ORDERS]
+        self.branch_inputs = BranchInputs(weights, eps, products)
+        self.branches = [NgramBranch(n, left, weights, products) for n, left in _ORDERS]
         self.pooling = SentencePooling(weights, eps)
         self.dnn = ResidualDnn(weights, eps)
 
@@ -431,10 +484,10 @@ class UniversalSentenceEncoderM3(tf.Module):
 
     def encode(self, ids: tf.RaggedTensor) -> tf.Tensor:
         """Ragged [batch, None] piece ids -> [batch, 512] sentence vectors."""
-        # The graph's ops are created, and so named, as in builder revision 1 (which computed all this in one
-        # function): grappler's arithmetic optimizer, which rewrites the graph when it first runs, depends on
-        # op names, and another creation order gave vectors 2.5e-7 apart. Hence `FlatBatch`'s methods, which build
-        # a tensor where revision 1 did. A change of order needs USE_BUILDER_REVISION bumped.
+        # The graph's ops are created, and so named, in the order of builder revision 1 (which computed all this
+        # in one function): grappler's arithmetic optimizer, which rewrites the graph when it first runs, depends
+        # on op names, and another creation order gave vectors 2.5e-7 apart. Hence `FlatBatch`'s methods, which
+        # build a tensor where revision 1 did. A change of order needs USE_BUILDER_REVISION bumped.
         batch = FlatBatch.lay_out(ids)
         # Steps 2-3 depend on the piece id alone: computed once per distinct id of the call.
         embeddings = self.embedding(tf.maximum(batch.unique_ids, 0))
@@ -443,4 +496,4 @@ class UniversalSentenceEncoderM3(tf.Module):
         branches = [
             branch(x[:, i * _CNN_DIM : (i + 1) * _CNN_DIM], windows, batch) for i, branch in enumerate(self.branches)
         ]
-        return self.dnn(self.pooling(embeddings, branches, batch))
+        return self.dnn(self.pooling(embeddings, branches, batch))[: batch.sentences]

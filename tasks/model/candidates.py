@@ -69,8 +69,19 @@ def warm_start_source(config: RunConfig, served_dir: Path, embedding_fingerprint
 
 
 def best_candidate(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The candidate with the best validation micro-AUC (the test split stays unseen until evaluation)."""
+    """The candidate with the best validation micro-AUC (the test split stays unseen until evaluation),
+    with every candidate's ranking and training time: selecting takes milliseconds, so this summary
+    carries what training cost (`training_seconds`: each train step's own `seconds`, and their sum, the
+    machine time spent even when the candidates ran side by side)."""
     best = max(summaries, key=lambda summary: summary["validation_auc_micro"])
-    ranking = [{"candidate": s["candidate"], "validation_auc_micro": s["validation_auc_micro"]} for s in summaries]
+    ranking = [
+        {"candidate": s["candidate"], "validation_auc_micro": s["validation_auc_micro"], "seconds": s.get("seconds")}
+        for s in summaries
+    ]
     log.info("selected candidate %s of %s", best["candidate"], ranking)
-    return {**best, "candidates": ranking}
+    seconds = [s.get("seconds") or 0.0 for s in summaries]
+    return {
+        **best,
+        "candidates": ranking,
+        "training_seconds": {"total": round(sum(seconds), 2), "per_candidate": seconds},
+    }

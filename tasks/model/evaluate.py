@@ -4,7 +4,11 @@ The test descriptions' vectors come from the embedding cache and go through the 
 (`head_probabilities`). A sample of raw descriptions also goes through `serving_default`, exactly as
 TensorFlow Serving will call it, and must give the same probabilities: what was scored is what will be
 served. The baselines (see `baselines`) are fitted on the same train split and scored on the same test
-split.
+split; their TF-IDF uses the model's own vocabulary and IDF (`_baseline_vectorizer`).
+
+Memory does not grow with the test split: it is read from the Parquet file and scored CHUNK_ROWS movies
+at a time, each chunk's vectors read from the cache shard by shard (`EmbeddingCache.lookup`); only the
+probabilities and labels (a few floats a movie) are kept for the metrics.
 
 Writes `metrics.json` (scored by `metrics`: micro and macro ROC AUC; per genre the AUC and precision /
 recall / F1 at 0.5 and at the model's tuned threshold; the baselines' AUCs and the model's margin over
@@ -14,22 +18,27 @@ the best) and `predictions.npz` (test labels and every model's probabilities, fo
 from __future__ import annotations
 
 import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from tasks.artifacts import atomic_path, write_json
-from tasks.data.prepare import read_split
-from tasks.embedding.cache import EmbeddingCache, embed_with_cache
+from tasks.data.prepare import MOVIES_FILE, genre_columns, read_split
+from tasks.embedding.cache import EMBED_BATCH_SIZE, EmbeddingCache, text_key
 from tasks.embedding.embed import ModuleEmbedder
 from tasks.errors import ExportError
-from tasks.model.bundle import read_thresholds, serving_probabilities
+from tasks.model.bundle import head_path, read_thresholds, read_training_record, serving_probabilities
 from tasks.model.metrics import compute_metrics
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 256
+CHUNK_ROWS = 20_000  # test movies scored at a time: their texts and 40 MB of 512-d vectors
 PARITY_SAMPLE = 64
 PARITY_TOLERANCE = 1e-4
 MODEL = "model"
@@ -39,51 +48,63 @@ def evaluate_model(
     model_dir: Path, prepared_dir: Path, out_dir: Path, embedding_module: str, cache: EmbeddingCache
 ) -> dict[str, Any]:
     """Score `model_dir` and the baselines on the test split; write metrics.json and predictions.npz."""
-    from tasks.model.baselines import baseline_probabilities
+    from tasks.model.baselines import fit_baselines
+    from tasks.model.features import baseline_tfidf
     from tasks.tensorflow_runtime import tf
 
-    texts, labels, genres = read_split(prepared_dir, "test")
-    train_texts, train_labels, _ = read_split(prepared_dir, "train")
-    if not texts:
-        raise ValueError(f"no test rows in {prepared_dir}")
     embedder = ModuleEmbedder(embedding_module)
-    # One pass over the cache (it reads every shard) for both splits.
-    both, embedding_stats = embed_with_cache([*texts, *train_texts], embedder, cache)
-    vectors, train_vectors = both[: len(texts)], both[len(texts) :]
-    exported = tf.saved_model.load(str(model_dir))
-    probabilities = np.concatenate(
-        [
-            exported.head_probabilities(
-                tf.constant(texts[start : start + BATCH_SIZE]), tf.constant(vectors[start : start + BATCH_SIZE])
-            ).numpy()
-            for start in range(0, len(texts), BATCH_SIZE)
-        ]
+    embedding_stats: Counter[str] = Counter()
+    train_texts, train_labels, genres = read_split(prepared_dir, "train")
+    vectorizer = _baseline_vectorizer(model_dir, train_texts)
+    baselines = fit_baselines(
+        baseline_tfidf(vectorizer, train_texts), _vectors(train_texts, embedder, cache, embedding_stats), train_labels
     )
-    check_serving_parity(exported, texts[:PARITY_SAMPLE], probabilities[:PARITY_SAMPLE])
+    del train_texts, train_labels  # the baselines keep what they learned, not the split
+    exported = tf.saved_model.load(str(model_dir))
+    scored: dict[str, list[np.ndarray]] = defaultdict(list)
+    for texts, chunk_labels in _test_chunks(prepared_dir, genres):
+        vectors = _vectors(texts, embedder, cache, embedding_stats)
+        probabilities = np.concatenate(
+            [
+                exported.head_probabilities(
+                    tf.constant(texts[start : start + BATCH_SIZE]), tf.constant(vectors[start : start + BATCH_SIZE])
+                ).numpy()
+                for start in range(0, len(texts), BATCH_SIZE)
+            ]
+        )
+        if not scored:
+            check_serving_parity(exported, texts[:PARITY_SAMPLE], probabilities[:PARITY_SAMPLE])
+        scored["labels"].append(chunk_labels)
+        scored[MODEL].append(probabilities)
+        for name, baseline in baselines.probabilities(baseline_tfidf(vectorizer, texts), vectors).items():
+            scored[name].append(baseline)
+    if not scored:
+        raise ValueError(f"no test rows in {prepared_dir}")
+    labels, probabilities = np.concatenate(scored.pop("labels")), np.concatenate(scored.pop(MODEL))
+    baseline_scores = {name: np.concatenate(parts) for name, parts in scored.items()}
     thresholds = read_thresholds(model_dir)
-    baselines = baseline_probabilities(train_texts, train_vectors, train_labels, texts, vectors)
     metrics = compute_metrics(labels, probabilities, genres, thresholds)
     metrics["baselines"] = {
         name: {key: value for key, value in compute_metrics(labels, p, genres).items() if key.startswith("auc_")}
-        for name, p in baselines.items()
+        for name, p in baseline_scores.items()
     }
     best = max(metrics["baselines"].items(), key=lambda item: item[1]["auc_micro"])
     metrics["margin_over_best_baseline"] = {
         "baseline": best[0],
         "auc_micro": metrics["auc_micro"] - best[1]["auc_micro"],
     }
-    metrics["embeddings"] = embedding_stats
+    metrics["embeddings"] = dict(embedding_stats)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "metrics.json", metrics)
     with atomic_path(out_dir / "predictions.npz") as tmp, tmp.open("wb") as handle:
-        np.savez(handle, labels=labels, genres=np.array(genres), **{MODEL: probabilities}, **baselines)
+        np.savez(handle, labels=labels, genres=np.array(genres), **{MODEL: probabilities}, **baseline_scores)
     log.info(
         "auc_micro %.4f (best baseline %s %+.4f), auc_macro %s on %d test rows",
         metrics["auc_micro"],
         best[0],
         metrics["margin_over_best_baseline"]["auc_micro"],
         metrics["auc_macro"],
-        len(texts),
+        len(labels),
     )
     return {
         "auc_micro": metrics["auc_micro"],
@@ -92,6 +113,59 @@ def evaluate_model(
         "baselines_auc_micro": {name: m["auc_micro"] for name, m in metrics["baselines"].items()},
         "path": str(out_dir / "metrics.json"),
     }
+
+
+def _baseline_vectorizer(model_dir: Path, train_texts: list[str]) -> Any:
+    """The TF-IDF vectorizer the baseline shares with the run: the evaluated head's own (its vocabulary and
+    IDF, as served), or for a deep-only head the one a wide candidate of the same architecture adapts on
+    this train split."""
+    from tasks.model.features import adapt_vectorizer, head_vectorizer
+    from tasks.tensorflow_runtime import tf_keras
+
+    # The head file rather than the SavedModel just loaded: only Keras gives the layer back with its config.
+    head = tf_keras.models.load_model(head_path(model_dir), compile=False, safe_mode=True)
+    vectorizer = head_vectorizer(head)
+    if vectorizer is None:
+        vocabulary_size = read_training_record(model_dir)["architecture"]["vocabulary_size"]
+        vectorizer = adapt_vectorizer(train_texts, vocabulary_size)
+    return vectorizer
+
+
+def _test_chunks(prepared_dir: Path, genres: list[str]) -> Iterator[tuple[list[str], np.ndarray]]:
+    """The test split's (overviews, labels), about CHUNK_ROWS movies at a time, in file order."""
+    texts: list[str] = []
+    labels: list[np.ndarray] = []
+    movies = pq.ParquetFile(prepared_dir / MOVIES_FILE)
+    if genre_columns(movies.schema_arrow.names) != genres:
+        raise ValueError(f"{prepared_dir / MOVIES_FILE} changed its genres while being evaluated")
+    for batch in movies.iter_batches(batch_size=CHUNK_ROWS, columns=["overview", "split", *genres]):
+        test = batch.filter(pc.equal(batch.column("split"), "test"))
+        texts += test.column("overview").to_pylist()
+        labels.append(np.stack([test.column(genre).to_numpy() for genre in genres], axis=1).astype("float32"))
+        if len(texts) >= CHUNK_ROWS:
+            yield texts, np.concatenate(labels)
+            texts, labels = [], []
+    if texts:
+        yield texts, np.concatenate(labels)
+
+
+def _vectors(texts: list[str], embedder: ModuleEmbedder, cache: EmbeddingCache, stats: Counter[str]) -> np.ndarray:
+    """The vectors of `texts` from the cache, read shard by shard; the few it lacks (a shard set aside
+    since embed ran) are embedded and cached again. `stats` counts texts, from_cache and computed."""
+    keys = [text_key(text) for text in texts]
+    found = cache.lookup(keys)
+    missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in found}
+    if missing:
+        computed = np.concatenate(
+            [
+                embedder(list(missing.values())[start : start + EMBED_BATCH_SIZE])
+                for start in range(0, len(missing), EMBED_BATCH_SIZE)
+            ]
+        )
+        cache.add(list(missing), computed)
+        found.update(zip(missing, computed, strict=True))
+    stats.update(texts=len(keys), from_cache=len(set(keys) - set(missing)), computed=len(missing))
+    return np.stack([found[key] for key in keys]).astype(np.float32)
 
 
 def check_serving_parity(exported: Any, texts: list[str], expected: np.ndarray) -> None:

@@ -42,16 +42,31 @@ def promote_model(
     reason: str,
     keep_versions: int,
     extras: Mapping[str, Path] = {},
+    once_per_actor: bool = False,
 ) -> dict[str, Any]:
     """Publish `model_dir` as the next version under `served_dir`; `manifest` and `extras` ({name: file},
-    such as the training data's profile) are written beside it."""
+    such as the training data's profile) are written beside it. With `once_per_actor` (a DAG run's
+    promote), a version the actor published already is returned and nothing is published again: a try
+    whose worker died after publishing, before Airflow heard of its success, is retried."""
     registry = ModelRegistry(served_dir)
     with registry.locked():
+        published = _published_by(registry, actor) if once_per_actor else None
+        if published is not None:
+            log.warning("%s published version %d already (an earlier try was lost): not again", actor, published)
+            return {"version": published, "path": str(registry.version_dir(published)), "retired": []}
         event = {"event": "promote", "by": actor, "reason": reason}
         number = registry.publish(model_dir, manifest, event, extras)
         retired = registry.retire_old_versions(keep_versions, actor)
     log.info("promoted %s as version %d; retired %s", model_dir, number, retired or "none")
     return {"version": number, "path": str(registry.version_dir(number)), "retired": retired}
+
+
+def _published_by(registry: ModelRegistry, actor: str) -> int | None:
+    """The version `actor` promoted, if any (even if retired since: the promotion happened)."""
+    for event in reversed(registry.history()):
+        if event.get("event") == "promote" and event.get("by") == actor:
+            return int(event["version"])
+    return None
 
 
 def build_manifest(run_id: str, params: Mapping[str, Any], stages: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -67,10 +82,21 @@ def build_manifest(run_id: str, params: Mapping[str, Any], stages: Mapping[str, 
         "embedding_module": stages["embedding_module"],
         MANIFEST_KEY: {key: stages["fingerprint"][key] for key in ("fingerprint", "components")},
         "stages": dict(stages),
-        "timings": {name: summary.get("seconds") for name, summary in stages.items()},
+        "timings": _timings(stages),
         "git_commit": _git_commit(),
         "packages": {name: _package_version(name) for name in RECORDED_PACKAGES},
     }
+
+
+def _timings(stages: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Each stage's seconds. The "train" summary is select_model's, which takes milliseconds: its
+    `training_seconds` (every candidate's training, summed, and each one's) is what training cost."""
+    timings = {name: summary.get("seconds") for name, summary in stages.items()}
+    training = (stages.get("train") or {}).get("training_seconds")
+    if training:
+        timings["train"] = training["total"]
+        timings["train_per_candidate"] = training["per_candidate"]
+    return timings
 
 
 def _package_version(name: str) -> str | None:

@@ -82,6 +82,7 @@ def test_weekly_life_champion_challenger_and_rollback(dag, dirs, inbox, sample_c
     week_2 = json.loads((served / "2" / "manifest.json").read_text())
     comparison = week_2["champion_comparison"]
     assert comparison["passed"] and comparison["champion"]["version"] == 1
+    assert comparison["champion"]["scoring"]["path"] == "head_probabilities", "same module: scored on cached vectors"
     assert comparison["challenger"] >= comparison["champion"]["value"], "five more epochs from the champion's weights"
     assert week_2["stages"]["train"]["warm_start_from"] == str(served / "1")
     assert week_2["stages"]["train"]["warm_starts"] == 1

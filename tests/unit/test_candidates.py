@@ -11,7 +11,7 @@ import pytest
 from tasks.config import DEFAULT_GENRES, RunConfig, Settings
 from tasks.embedding.cache import EmbeddingCache
 from tasks.model.bundle import EXTRA_DIR, HEAD_FILE, TRAINING_RECORD_FILE
-from tasks.model.candidates import plan_candidates
+from tasks.model.candidates import best_candidate, plan_candidates
 
 ARCHITECTURE = {"wide": True, "hidden_units": 16, "dropout": 0.5, "vocabulary_size": 20_000}
 
@@ -62,6 +62,17 @@ def test_a_model_exported_without_a_training_record_means_from_scratch(tmp_path:
     (tmp_path / "served" / "2" / EXTRA_DIR).mkdir(parents=True)
     (tmp_path / "served" / "2" / EXTRA_DIR / TRAINING_RECORD_FILE).write_text("{not json")
     assert len(plan_candidates(_config(tmp_path), tmp_path / "served", "fp")) == 2
+
+
+def test_the_selection_carries_every_candidates_training_time() -> None:
+    summaries = [
+        {"candidate": {"index": 0}, "validation_auc_micro": 0.88, "seconds": 12.5},
+        {"candidate": {"index": 1}, "validation_auc_micro": 0.89, "seconds": 7.25},
+    ]
+    best = best_candidate(summaries)
+    assert best["candidate"] == {"index": 1} and best["seconds"] == 7.25
+    assert best["training_seconds"] == {"total": 19.75, "per_candidate": [12.5, 7.25]}
+    assert [c["seconds"] for c in best["candidates"]] == [12.5, 7.25]
 
 
 @pytest.mark.slow

@@ -225,8 +225,17 @@ def test_manifest_records_origin_code_and_packages() -> None:
     assert manifest["dag_run_id"] == "run-1" and manifest["params"] == {"epochs": 3}
     assert manifest["training_fingerprint"] == {"fingerprint": "f" * 64, "components": {"data": "d" * 64}}
     assert manifest["timings"]["download"] == 1.5
+    assert "train" not in manifest["timings"], "no train summary, no train timing"
     assert manifest["packages"]["tensorflow"] and manifest["git_commit"]
     json.dumps(manifest)
+
+
+def test_manifest_records_the_training_time_not_the_selections() -> None:
+    stages = {name: {"seconds": 1.5} for name in ("download", "prepare", "evaluate", "gate", "embedding_module")}
+    stages["fingerprint"] = {"fingerprint": "f" * 64, "components": {}, "seconds": 1}
+    stages["train"] = {"seconds": 0.03, "training_seconds": {"total": 30.5, "per_candidate": [20.0, 10.5]}}
+    timings = build_manifest("run-1", {}, stages)["timings"]
+    assert timings["train"] == 30.5 and timings["train_per_candidate"] == [20.0, 10.5]
 
 
 def test_cli_models_and_rollback(exported: Path, tmp_path: Path) -> None:
@@ -323,3 +332,16 @@ def test_a_history_write_cut_short_unpublishes_the_version(exported: Path, tmp_p
     seen = _promote_under_fault(exported, served, "history", [])
     assert seen == {"error": "File too large", "unchanged": True, "versions": [1], "history": [1], "leftovers": []}
     assert _promote(exported, served)["version"] == 2, "the next promotion works and numbers on"
+
+
+def test_a_retried_promote_of_one_run_publishes_once(exported: Path, tmp_path: Path) -> None:
+    """A promote try killed after publishing is retried by Airflow: the retry returns that version."""
+    served = tmp_path / "movie_genre"
+    first, retry = (
+        promote_model(exported, served, {}, actor="dag_run:a", reason="x", keep_versions=5, once_per_actor=True)
+        for _ in range(2)
+    )
+    assert first["version"] == retry["version"] == 1
+    assert ModelRegistry(served).versions() == [1] and len(ModelRegistry(served).history()) == 1
+    other = promote_model(exported, served, {}, actor="dag_run:b", reason="x", keep_versions=5, once_per_actor=True)
+    assert other["version"] == 2

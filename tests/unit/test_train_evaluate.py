@@ -72,6 +72,35 @@ def test_evaluate_writes_metrics(trained: dict, prepared_sample: Path, glove_mod
         assert predictions["model"].shape == predictions["tfidf_logreg"].shape == (summary["test_rows"], 9)
 
 
+def test_evaluate_streams_the_test_split_in_chunks(
+    trained: dict, prepared_sample: Path, glove_module: str, cache, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.model import evaluate
+
+    whole = evaluate_model(Path(trained["model_path"]), prepared_sample, tmp_path / "whole", glove_module, cache)
+    monkeypatch.setattr(evaluate, "CHUNK_ROWS", 37)  # the sample's test split in several chunks
+    chunked = evaluate_model(Path(trained["model_path"]), prepared_sample, tmp_path / "chunked", glove_module, cache)
+    assert chunked == {**whole, "path": str(tmp_path / "chunked" / "metrics.json")}
+    with np.load(tmp_path / "whole" / "predictions.npz") as a, np.load(tmp_path / "chunked" / "predictions.npz") as b:
+        assert set(a.files) == set(b.files) and list(a["genres"]) == list(b["genres"])
+        for name in set(a.files) - {"genres"}:
+            np.testing.assert_allclose(a[name], b[name], atol=1e-6)
+
+
+def test_a_deep_only_model_gets_the_baseline_a_wide_one_gets(
+    trained: dict, prepared_sample: Path, glove_module: str, cache, tmp_path
+) -> None:
+    """Without a vectorizer of its own, evaluate adapts one on the same train split: same baselines."""
+    from dataclasses import replace
+
+    from tasks.model.train import train_model
+
+    deep = train_model(prepared_sample, tmp_path / "deep" / "model", replace(_config(glove_module), wide=False), cache)
+    deep_summary = evaluate_model(Path(deep["model_path"]), prepared_sample, tmp_path / "d", glove_module, cache)
+    wide_summary = evaluate_model(Path(trained["model_path"]), prepared_sample, tmp_path / "w", glove_module, cache)
+    assert deep_summary["baselines_auc_micro"] == wide_summary["baselines_auc_micro"]
+
+
 def test_report_opens_from_disk(trained: dict, prepared_sample: Path, glove_module: str, cache, tmp_path) -> None:
     import shutil
 

@@ -12,7 +12,14 @@ import pytest
 
 from tasks.artifacts import read_json
 from tasks.embedding.modules import INFO_FILE, USE_BUILDER_REVISION, USE_MODULE
-from tasks.embedding.use_module import build_use_module, use_package_version, use_resources
+from tasks.embedding.use_module import (
+    BUCKETS,
+    FlatBatch,
+    bucket_size,
+    build_use_module,
+    use_package_version,
+    use_resources,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -88,6 +95,34 @@ def test_equals_numpy_reference(module_dir: Path, overviews: list[str]) -> None:
     assert cosine[worst] >= 0.999, f"cosine {cosine[worst]:.6f} for {texts[worst]!r}"
 
 
+def test_output_does_not_depend_on_the_batch_or_its_padding(module_dir: Path, overviews: list[str]) -> None:
+    """Each text's vector is the same alone (small buckets) as among 300 others (other buckets, other distinct ids,
+    padding rows after it): the padding never reaches a real row."""
+    from tasks.tensorflow_runtime import hub, tf
+
+    module = hub.load(str(module_dir))
+    texts = [*overviews[:300], *EDGE_TEXTS]
+    in_batch = module(tf.constant(texts)).numpy()
+    alone = np.concatenate([module(tf.constant([text])).numpy() for text in texts[:12] + EDGE_TEXTS])
+    np.testing.assert_allclose(alone, np.concatenate([in_batch[:12], in_batch[-len(EDGE_TEXTS) :]]), atol=1e-5)
+
+
+def test_shapes_are_padded_to_bucket_sizes() -> None:
+    """oneDNN keeps memory per input shape: rows, distinct ids and sentences take bucket sizes only."""
+    from tasks.tensorflow_runtime import tf
+
+    assert [int(bucket_size(n)) for n in (0, 1, 64, 65, 72, 73, 1000, 1024, 1025, 20_000)] == [
+        64, 64, 64, 72, 72, 80, 1024, 1024, 1152, 20_480
+    ]  # fmt: skip
+    ids = tf.ragged.constant([[1, 5, 7, 2], [1, 9, 2], [1, 0, 0, 0, 2]], tf.int32)
+    batch = FlatBatch.lay_out(ids)
+    assert int(tf.size(batch.row_unique)) in BUCKETS
+    assert int(tf.size(batch.unique_ids)) in BUCKETS
+    assert int(batch.slots) in BUCKETS
+    assert int(batch.sentences) == 3
+    assert batch.piece_rows.numpy().tolist() == [2, 3, 4, 5, 8, 9, 10, 13, 14, 15, 16, 17]  # two gap rows before each
+
+
 def test_hub_load_and_keras_layer(module_dir: Path, overviews: list[str]) -> None:
     from tasks.tensorflow_runtime import hub, tf
 
@@ -123,3 +158,28 @@ def test_keras_model_exports(module_dir: Path, overviews: list[str], tmp_path: P
     reloaded = tf.saved_model.load(str(tmp_path / "model"))
     got = reloaded.signatures["serving_default"](texts)["scores"].numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_a_fresh_process_logs_no_onednn_int64_line(module_dir: Path) -> None:
+    """The first int64 Transpose of a process (a ragged concat's) makes oneDNN log "E… util.cc:131] oneDNN supports
+    DT_INT64 only on platforms with AVX-512", which Airflow records as an ERROR: loading and calling the module in a
+    process of its own must not run one."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys\n"
+        "from tasks.tensorflow_runtime import hub, tf\n"
+        "module = hub.load(sys.argv[1])\n"
+        "os.write(2, b'--- calling\\n')\n"  # what comes after this TensorFlow writes straight to stderr
+        "module(tf.constant(['A detective hunts a killer.', '', 'ab\\U0001F600\\U0001F600cd']))\n"
+        "hub.KerasLayer(sys.argv[1], trainable=False)(tf.constant(['Ein Film über Liebe']))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(module_dir)], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    after_call = done.stderr.split("--- calling\n", 1)[1]
+    assert "util.cc" not in after_call and "DT_INT64" not in after_call, after_call
