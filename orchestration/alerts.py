@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,12 +176,42 @@ def notify_failure(context: Mapping[str, Any]) -> None:
     if isinstance(context.get("exception"), QualityGateFailed):
         log.info("quality gate failed: the gate_alert task sends the alert once the report is written")
         return
+    if not _first_call_for_this_try(context):
+        return
     try:
         alert = alert_from_context(context)
     except Exception:
         log.exception("could not build the failure alert")
         return
     send_alert(alert, context)
+
+
+ALERTS_SENT_DIR = "alerts_sent"
+
+
+def _first_call_for_this_try(context: Mapping[str, Any]) -> bool:
+    """False when the failure of this task try has been alerted already. Airflow 3.3.2 calls a task's
+    failure callback twice when the scheduler times out its heartbeat (a lost worker): once from
+    `_purge_task_instances_without_heartbeats`, and again from `process_executor_events` when the FAILED
+    event the purge itself sent finds the task instance still running. Both run in the dag-processor,
+    perhaps in two processes, so the first call creates a marker per try in the run's artifact folder
+    (exclusively: one of two racing calls wins) and later calls skip; tests/deployment/test_faults.py
+    counts the e-mails. When no marker can be written, the alert goes out (a duplicate beats none)."""
+    ti = context.get("ti") or context.get("task_instance")
+    run_id = context.get("run_id") or getattr(context.get("dag_run"), "run_id", None)
+    if ti is None or not run_id:
+        return True
+    key = f"{ti.dag_id}.{ti.task_id}.{getattr(ti, 'map_index', -1)}.{getattr(ti, 'try_number', 0)}"
+    try:
+        folder = Settings.from_env().run_dir(str(run_id)) / ALERTS_SENT_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(folder / key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        log.info("the failure of %s was alerted already: not again", key)
+        return False
+    except Exception as err:  # no artifact folder, a bad run id: never lose the alert over the marker
+        log.warning("cannot record the alert of %s (%s): sending it anyway", key, err)
+    return True
 
 
 def alert_failed_gate(context: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:

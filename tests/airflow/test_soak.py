@@ -13,6 +13,7 @@ import pytest
 
 from tasks.registry.versions import ModelRegistry
 from tests.airflow.dag_runs import run_dag
+from tests.history import present_by_history
 from tests.sample_data import quick_conf
 
 pytestmark = pytest.mark.slow
@@ -23,17 +24,6 @@ KEEP = 3
 
 def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def _present_by_history(history: list[dict]) -> set[int]:
-    """The versions the history says are present: published and not retired since."""
-    present: set[int] = set()
-    for event in history:
-        if event["event"] in ("promote", "rollback"):
-            present.add(event["version"])
-        elif event["event"] == "retire":
-            present.discard(event["version"])
-    return present
 
 
 def _temporaries(*folders: Path) -> list[Path]:
@@ -70,7 +60,7 @@ def test_ten_runs_back_to_back_stay_within_retention_and_leave_nothing_behind(
         versions = registry.versions()
         assert versions == list(range(max(1, run - KEEP + 1), run + 1)), f"run {run}: {versions}"
         history = registry.history()
-        assert _present_by_history(history) == set(versions), f"run {run}: history disagrees with the folders"
+        assert present_by_history(history) == set(versions), f"run {run}: history disagrees with the folders"
         assert [e["version"] for e in history if e["event"] == "promote"] == list(range(1, run + 1))
         largest = max(_size(registry.version_dir(v)) for v in versions)
         assert _size(served) <= KEEP * largest + 1_000_000, "only the kept versions (and the history) take space"

@@ -9,7 +9,13 @@ AIRFLOW_HOME, even when the test failed.
 
 It also reads what a person reads in the UI (`task_log`: a task's log line by line with its level; a
 task's tries; the audit log), and injects faults: `wait_for_running_on_worker` + `kill_worker` SIGKILL
-the worker running a task instance, and `heartbeat_timeout_env` makes the scheduler notice in seconds.
+the worker running a task instance (`start_worker` brings it back), `kill_component` +
+`start_component` kill and restart the scheduler. The scheduler notices a lost task within
+`LOST_TASK_DETECTION_SECONDS` (`heartbeat_timeout_env`, the compose deployment's settings too).
+
+With `database_url` and `broker_url` the cluster uses a PostgreSQL database and a Redis of the test's own
+(tests/servers.py `PostgresServer`, `RedisServer`), which the test may stop and restart; it then
+creates and drops nothing on the machine's shared services.
 
 Every subprocess and every wait here is bounded in time.
 """
@@ -132,10 +138,11 @@ class Process:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def start_process(name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> Process:
-    """Start `args` in a new session (its own process group), output to `log_dir/<name>.log`."""
+def start_process(name: str, args: list[str], env: Mapping[str, str], log_dir: Path, append: bool = False) -> Process:
+    """Start `args` in a new session (its own process group), output to `log_dir/<name>.log` (after what
+    an earlier process of that name wrote, with `append`)."""
     log = log_dir / f"{name}.log"
-    with log.open("wb") as out:
+    with log.open("ab" if append else "wb") as out:
         popen = subprocess.Popen(
             args,
             env=dict(env),
@@ -148,7 +155,8 @@ def start_process(name: str, args: list[str], env: Mapping[str, str], log_dir: P
     return Process(name, popen, log)
 
 
-def _family(pid: int) -> list[psutil.Process]:
+def process_family(pid: int) -> list[psutil.Process]:
+    """The process and every descendant (an empty list once it is gone)."""
     try:
         parent = psutil.Process(pid)
         return [parent, *parent.children(recursive=True)]
@@ -169,7 +177,7 @@ def _terminate(processes: list[psutil.Process], timeout: float) -> None:
 
 def stop_process(process: Process) -> None:
     """SIGTERM the process group and every descendant; SIGKILL what is left after STOP_TIMEOUT."""
-    family = _family(process.popen.pid)
+    family = process_family(process.popen.pid)
     with suppress(ProcessLookupError):
         os.killpg(process.popen.pid, signal.SIGTERM)
     _terminate(family, STOP_TIMEOUT)
@@ -182,7 +190,7 @@ def stop_process(process: Process) -> None:
 def kill_process_tree(process: Process) -> list[int]:
     """SIGKILL the process, every descendant and its process group at once, as when a machine or
     container dies: nothing gets to clean up or say goodbye. The pids killed."""
-    family = _family(process.popen.pid)
+    family = process_family(process.popen.pid)
     for member in family:
         with suppress(psutil.NoSuchProcess):
             member.kill()
@@ -366,6 +374,51 @@ class AirflowCluster:
         response.raise_for_status()
         return list(response.json()["event_logs"])
 
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    log_dir: Path | None = None
+    commands: dict[str, list[str]] = field(default_factory=dict, repr=False)
+
+    def stop_all(self) -> None:
+        """Stop every process this cluster runs now, restarted ones included."""
+        for process in reversed(self.processes):
+            stop_process(process)
+
+    def component(self, name: str) -> Process:
+        return next(p for p in self.processes if p.name == name)
+
+    def kill_component(self, name: str) -> list[int]:
+        """SIGKILL a component's whole process tree (e.g. "scheduler"); `start_component` restarts it."""
+        process = self.component(name)
+        self.processes.remove(process)
+        return kill_process_tree(process)
+
+    def start_component(self, name: str) -> Process:
+        """Start a component again with its first command and environment, as a restart policy would."""
+        if any(p.name == name for p in self.processes):
+            raise ClusterError(f"{name} is still running")
+        assert self.log_dir is not None
+        env = self.env if name not in self.worker_names else _worker_env(self.env, name)
+        process = start_process(f"{name}", self.commands[name], env, self.log_dir, append=True)
+        self.processes.append(process)
+        return process
+
+    def start_worker(self, name: str) -> Process:
+        """Start a lost Celery worker again under its name; wait until it is ready."""
+        already = len(self.component_log(name).splitlines()) if self.log_dir else 0
+        process = self.start_component(name)
+        wait_until(
+            lambda: " ready." in "\n".join(process.log.read_text(errors="replace").splitlines()[already:]),
+            STARTUP_TIMEOUT,
+            f"{name} ready again",
+            self.check_alive,
+        )
+        return process
+
+    def component_log(self, name: str) -> str:
+        assert self.log_dir is not None
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def worker(self, name: str) -> Process:
         return next(p for p in self.processes if p.name == name and name in self.worker_names)
 
@@ -394,7 +447,13 @@ class AirflowCluster:
 
 
 def cluster_env(
-    home: Path, database_url: str, port: int, executor: str, redis_prefix: str | None, extra: Mapping[str, str]
+    home: Path,
+    database_url: str,
+    port: int,
+    executor: str,
+    redis_prefix: str | None,
+    extra: Mapping[str, str],
+    broker_url: str | None = None,
 ) -> dict[str, str]:
     """The environment of every process: the caller's, minus its Airflow settings, plus the cluster's."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
@@ -421,21 +480,59 @@ def cluster_env(
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        **heartbeat_timeout_env(),
         # Only the runs a test triggers: unpausing a @weekly DAG would otherwise start a scheduled run
         # first (catchup=False still runs the latest interval), and max_active_runs=1 queues the test's.
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
     }
-    if redis_prefix is not None:
+    if executor == "CeleryExecutor":
         env |= {
-            "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS['host']}:{REDIS['port']}/{REDIS['db']}",
-            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": redis_prefix,
+            "AIRFLOW__CELERY__BROKER_URL": broker_url or f"redis://{REDIS['host']}:{REDIS['port']}/{REDIS['db']}",
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{database_url}",  # SQLAlchemy 2.1 defaults to psycopg 3
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+            **BROKER_RESTART_ENV,
         }
+    if redis_prefix is not None:  # the shared Redis: keys of this cluster's own
+        env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] = redis_prefix
     return env | dict(extra)
 
 
-def heartbeat_timeout_env(timeout_seconds: int, detection_interval_seconds: float = 5.0) -> dict[str, str]:
+# The deployment's choice (docker-compose.yaml sets the same; README, Operations: Lost workers): a task
+# instance without a heartbeat for HEARTBEAT_TIMEOUT s is failed (retried if it has tries left), checked
+# every DETECTION_INTERVAL s, so a lost worker's task is up for retry within about 40 + 5 + one scheduler
+# loop, under LOST_TASK_DETECTION_SECONDS. A running task's supervisor heartbeats every
+# `[workers] min_heartbeat_interval` (5 s) whatever the task does, so only heartbeat gaps count, not task
+# length: 40 s is eight missed heartbeats.
+HEARTBEAT_TIMEOUT = 40
+DETECTION_INTERVAL = 5.0
+LOST_TASK_DETECTION_SECONDS = 60
+# A restarted scheduler adopts (or resets) the task instances its dead predecessor queued every this many
+# seconds (Airflow's default: 300); until then it cannot time out their heartbeats.
+ORPHANED_TASKS_CHECK_INTERVAL = 60
+
+
+# A task sent while Redis restarts: Celery retries the publish for about a second by default, then
+# Airflow fails the task at once (only a publish timeout is retried, `task_publish_max_retries` times), so
+# a task without retries would fail the run. Keep retrying the publish (1 s operation timeout, then
+# Airflow's next try) for about a minute instead. docker-compose.yaml sets the same.
+BROKER_RESTART_ENV = {
+    "AIRFLOW__CELERY__TASK_PUBLISH_MAX_RETRIES": "30",
+    "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": json.dumps(
+        {
+            "task_publish_retry_policy": {
+                "max_retries": 100,
+                "interval_start": 0,
+                "interval_step": 0.5,
+                "interval_max": 1,
+            }
+        }
+    ),
+}
+
+
+def heartbeat_timeout_env(
+    timeout_seconds: int = HEARTBEAT_TIMEOUT, detection_interval_seconds: float = DETECTION_INTERVAL
+) -> dict[str, str]:
     """Scheduler settings so that a task instance whose worker is gone is noticed quickly: it is failed
     (and retried, if it has tries left) after `timeout_seconds` without a heartbeat (Airflow's default:
     300 s), checked every `detection_interval_seconds` (default 10 s). Supervisors heartbeat every
@@ -443,6 +540,7 @@ def heartbeat_timeout_env(timeout_seconds: int, detection_interval_seconds: floa
     return {
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(timeout_seconds),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": str(detection_interval_seconds),
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": str(ORPHANED_TASKS_CHECK_INTERVAL),
     }
 
 
@@ -452,19 +550,18 @@ def _fernet_key() -> str:
     return Fernet.generate_key().decode()
 
 
-def _start_workers(cluster: AirflowCluster, env: Mapping[str, str], log_dir: Path, stack: ExitStack) -> None:
+def _worker_env(env: Mapping[str, str], name: str) -> dict[str, str]:
+    return {**env, WORKER_NAME_ENV: name, "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname"}
+
+
+def _start_workers(cluster: AirflowCluster, env: Mapping[str, str], log_dir: Path) -> None:
     """One `airflow celery worker` per name, each reporting its own hostname; wait until each is ready."""
     workers = []
     for name in cluster.worker_names:
-        worker_env = {
-            **env,
-            WORKER_NAME_ENV: name,
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
-        }
         args = [AIRFLOW, "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", "1"]
-        process = start_process(name, [*args, "--skip-serve-logs", "--without-gossip"], worker_env, log_dir)
+        cluster.commands[name] = [*args, "--skip-serve-logs", "--without-gossip"]
+        process = start_process(name, cluster.commands[name], _worker_env(env, name), log_dir)
         cluster.processes.append(process)
-        stack.callback(stop_process, process)
         workers.append(process)
     for worker in workers:
         wait_until(
@@ -484,21 +581,30 @@ def _wait_for_api(cluster: AirflowCluster) -> None:
 
 @contextmanager
 def airflow_cluster(
-    executor: str = "CeleryExecutor", workers: int = 2, env: Mapping[str, str] | None = None
+    executor: str = "CeleryExecutor",
+    workers: int = 2,
+    env: Mapping[str, str] | None = None,
+    database_url: str | None = None,
+    broker_url: str | None = None,
 ) -> Iterator[AirflowCluster]:
-    """Start a cluster (see the module docstring); `env` adds to every process's environment."""
+    """Start a cluster (see the module docstring); `env` adds to every process's environment. Without
+    `database_url` (an empty database) and `broker_url` (a Redis of the caller's), a database and a key
+    prefix of their own on the machine's shared PostgreSQL and Redis."""
     if executor != "CeleryExecutor" and workers:
         raise ValueError("workers are Celery workers: use workers=0 with another executor")
     with ExitStack() as stack:
         home = Path(tempfile.mkdtemp(prefix="airflow-cluster-"))
         stack.callback(shutil.rmtree, home, ignore_errors=True)
-        database_url = stack.enter_context(postgres_database("airflow_test"))
-        prefix = stack.enter_context(redis_key_prefix("airflow-test")) if executor == "CeleryExecutor" else None
+        if database_url is None:
+            database_url = stack.enter_context(postgres_database("airflow_test"))
+        prefix = None
+        if executor == "CeleryExecutor" and broker_url is None:
+            prefix = stack.enter_context(redis_key_prefix("airflow-test"))
         stack.callback(stop_stragglers, home)  # runs after the processes are stopped, before the DB is dropped
         port = free_port()
         password = secrets.token_urlsafe(16)
         (home / "passwords.json").write_text(json.dumps({ADMIN_USER: password}))
-        process_env = cluster_env(home, database_url, port, executor, prefix, env or {})
+        process_env = cluster_env(home, database_url, port, executor, prefix, env or {}, broker_url)
         run_airflow(["db", "migrate"], process_env)
         cluster = AirflowCluster(
             home=home,
@@ -507,20 +613,24 @@ def airflow_cluster(
             password=password,
             executor=executor,
             worker_names=tuple(f"celery-worker-{n}" for n in range(1, workers + 1)),
+            env=process_env,
+            log_dir=home / "process-logs",
         )
-        log_dir = home / "process-logs"
+        log_dir = cluster.log_dir
+        assert log_dir is not None
         log_dir.mkdir()
+        stack.callback(cluster.stop_all)  # what runs at the end, restarted components included
         for name, args in (
             ("api-server", [AIRFLOW, "api-server", "--port", str(port), "--host", "127.0.0.1", "--workers", "1"]),
             ("scheduler", [AIRFLOW, "scheduler"]),
             ("dag-processor", [AIRFLOW, "dag-processor"]),
         ):
+            cluster.commands[name] = args
             process = start_process(name, args, process_env, log_dir)
             cluster.processes.append(process)
-            stack.callback(stop_process, process)
         try:
             _wait_for_api(cluster)
-            _start_workers(cluster, process_env, log_dir, stack)
+            _start_workers(cluster, process_env, log_dir)
             yield cluster
         except BaseException:
             print(f"Airflow cluster logs (tails):\n{cluster.logs()}")
