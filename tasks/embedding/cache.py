@@ -107,9 +107,10 @@ class EmbeddingCache:
 
 
 def embed_with_cache(texts: Sequence[str], embed: Embedder, cache: EmbeddingCache) -> tuple[np.ndarray, dict[str, int]]:
-    """Vectors for `texts` in order: cached ones read, the others computed with `embed` and cached."""
+    """Vectors for `texts` in order: cached ones read (only theirs, a shard at a time), the others
+    computed with `embed` and cached."""
     keys = [text_key(text) for text in texts]
-    known = cache.load()
+    known = cache.lookup(keys)
     missing = _missing(keys, texts, known)
     for chunk_keys, vectors in _embed_and_store(missing, embed, cache):
         known.update(zip(chunk_keys, vectors, strict=True))

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from tasks.artifacts import atomic_path, write_json
 from tasks.data.prepare import MOVIES_FILE, genre_columns, read_split
-from tasks.embedding.cache import EMBED_BATCH_SIZE, EmbeddingCache, text_key
+from tasks.embedding.cache import EmbeddingCache, embed_with_cache
 from tasks.embedding.embed import ModuleEmbedder
 from tasks.errors import ExportError
 from tasks.model.bundle import head_path, read_thresholds, read_training_record, serving_probabilities
@@ -150,22 +150,11 @@ def _test_chunks(prepared_dir: Path, genres: list[str]) -> Iterator[tuple[list[s
 
 
 def _vectors(texts: list[str], embedder: ModuleEmbedder, cache: EmbeddingCache, stats: Counter[str]) -> np.ndarray:
-    """The vectors of `texts` from the cache, read shard by shard; the few it lacks (a shard set aside
-    since embed ran) are embedded and cached again. `stats` counts texts, from_cache and computed."""
-    keys = [text_key(text) for text in texts]
-    found = cache.lookup(keys)
-    missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in found}
-    if missing:
-        computed = np.concatenate(
-            [
-                embedder(list(missing.values())[start : start + EMBED_BATCH_SIZE])
-                for start in range(0, len(missing), EMBED_BATCH_SIZE)
-            ]
-        )
-        cache.add(list(missing), computed)
-        found.update(zip(missing, computed, strict=True))
-    stats.update(texts=len(keys), from_cache=len(set(keys) - set(missing)), computed=len(missing))
-    return np.stack([found[key] for key in keys]).astype(np.float32)
+    """The vectors of `texts` from the cache (the few it lacks, a shard set aside since embed ran, are
+    embedded and cached again); `stats` adds up texts, from_cache and computed over the calls."""
+    vectors, counts = embed_with_cache(texts, embedder, cache)
+    stats.update(counts)
+    return vectors
 
 
 def check_serving_parity(exported: Any, texts: list[str], expected: np.ndarray) -> None:
