@@ -52,7 +52,7 @@ def promote_model(
     with registry.locked():
         published = _published_by(registry, actor) if once_per_actor else None
         if published is not None:
-            log.warning("%s published version %d already (an earlier try was lost): not again", actor, published)
+            log.warning("%s already published version %d (an earlier try was lost): not again", actor, published)
             return {"version": published, "path": str(registry.version_dir(published)), "retired": []}
         event = {"event": "promote", "by": actor, "reason": reason}
         number = registry.publish(model_dir, manifest, event, extras)
