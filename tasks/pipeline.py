@@ -153,10 +153,13 @@ def validate(run: RunContext, prepared: Summary, embedding: Summary) -> Summary:
     version = registry.serving_version()
     profile_file = registry.version_dir(version) / PROFILE_FILE if version is not None else None
     served = ServedProfile(version, read_json(profile_file) if profile_file and profile_file.is_file() else None)
-    vectors = run.embedding_cache(embedding).load()
+    cache = run.embedding_cache(embedding)
 
     def vectors_of(texts: list[str]) -> np.ndarray:
+        # Only these texts' vectors, read a shard at a time: the profile asks a batch of rows at a time,
+        # so memory holds one batch's vectors and one shard, not the whole cache.
         keys = [text_key(text) for text in texts]
+        vectors = cache.lookup(keys)
         missing = sum(key not in vectors for key in keys)
         if missing:  # embed did not run, or a cache shard was set aside since: embed again, then validate
             raise RuntimeError(f"the embedding cache lacks {missing} of {len(texts)} overviews: run embed first")

@@ -19,6 +19,7 @@ import zipfile
 from collections.abc import Callable, Collection, Container, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -32,6 +33,7 @@ EMBED_BATCH_SIZE = 256
 SHARD_TEXTS = 20_000  # 40 MB of 512-d vectors a shard: what the embed stage holds at most
 
 Embedder = Callable[[list[str]], np.ndarray]
+Read = TypeVar("Read")
 
 
 def text_key(text: str) -> bytes:
@@ -67,10 +69,18 @@ class EmbeddingCache:
 
     def lookup(self, keys: Collection[bytes]) -> dict[bytes, np.ndarray]:
         """The cached vectors of those `keys` the cache has, read one shard at a time: memory holds what
-        was found and one shard, not the whole cache (as `load` does)."""
+        was found and one shard, not the whole cache (as `load` does). A shard none of whose keys is
+        asked for has only its keys read, so looking up a batch of rows at a time stays cheap."""
         wanted = set(keys)
         found: dict[bytes, np.ndarray] = {}
-        for shard_keys, values in self._shards():
+        for shard in self._shard_files():
+            shard_keys = self._read(shard, _read_keys)
+            if shard_keys is None or not any(bytes(key) in wanted for key in shard_keys):
+                continue
+            read = self._read(shard, _read_shard)
+            if read is None:
+                continue
+            shard_keys, values = read
             rows = [row for row, key in enumerate(shard_keys) if bytes(key) in wanted]
             # Indexing copies the rows, so the shard's array is freed once the loop moves on.
             found.update(zip((bytes(shard_keys[row]) for row in rows), values[rows], strict=True))
@@ -81,14 +91,23 @@ class EmbeddingCache:
         return {bytes(key) for keys, _ in self._shards() for key in keys}
 
     def _shards(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for shard in sorted(self.folder.glob("*.npz")):
-            try:
-                keys, values = _read_shard(shard)
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-                log.warning("embedding cache shard %s is unreadable (%s): setting it aside", shard, err)
-                shard.replace(shard.with_suffix(".corrupt"))
-                continue
-            yield keys, values
+        for shard in self._shard_files():
+            read = self._read(shard, _read_shard)
+            if read is not None:
+                yield read
+
+    def _shard_files(self) -> list[Path]:
+        return sorted(self.folder.glob("*.npz"))
+
+    @staticmethod
+    def _read(shard: Path, reader: Callable[[Path], Read]) -> Read | None:
+        """`reader(shard)`, or None with the shard set aside if it is unreadable."""
+        try:
+            return reader(shard)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            log.warning("embedding cache shard %s is unreadable (%s): setting it aside", shard, err)
+            shard.replace(shard.with_suffix(".corrupt"))
+            return None
 
     def add(self, keys: Sequence[bytes], vectors: np.ndarray) -> Path | None:
         """Store new vectors as one new shard."""
@@ -114,7 +133,7 @@ def embed_with_cache(texts: Sequence[str], embed: Embedder, cache: EmbeddingCach
     missing = _missing(keys, texts, known)
     for chunk_keys, vectors in _embed_and_store(missing, embed, cache):
         known.update(zip(chunk_keys, vectors, strict=True))
-    return np.stack([known[key] for key in keys]).astype(np.float32), _stats(keys, missing)
+    return np.stack([known[key] for key in keys]).astype(np.float32, copy=False), _stats(keys, missing)
 
 
 def fill_cache(texts: Sequence[str], embed: Embedder, cache: EmbeddingCache) -> dict[str, int]:
@@ -153,6 +172,16 @@ def _stats(keys: Sequence[bytes], missing: dict[bytes, str]) -> dict[str, int]:
     stats = {"texts": len(keys), "from_cache": len(set(keys) - set(missing)), "computed": len(missing)}
     log.info("embeddings: %s", stats)
     return stats
+
+
+def _read_keys(shard: Path) -> np.ndarray:
+    """A shard's keys alone (the file's other arrays are not read), unverified: a shard is verified when
+    its vectors are read."""
+    with np.load(shard, allow_pickle=False) as data:
+        keys = data["keys"]
+    if keys.ndim != 2 or keys.shape[1] != KEY_BYTES:
+        raise ValueError("keys have the wrong shape")
+    return keys
 
 
 def _read_shard(shard: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -55,7 +55,7 @@ from tasks.data.prepare import DropReason, iter_records, parse_movie_id
 from tasks.embedding.cache import EmbeddingCache, embed_with_cache
 from tasks.embedding.embed import ModuleEmbedder
 from tasks.errors import ConfigError, DataError, ExportError
-from tasks.model.bundle import read_labels, read_thresholds, serving_probabilities
+from tasks.model.bundle import head_probabilities, read_labels, read_thresholds, serving_probabilities
 from tasks.model.metrics import DECISION_THRESHOLD
 from tasks.registry.versions import ModelRegistry
 
@@ -66,7 +66,6 @@ SUMMARY_FILE = "summary.json"
 SCORED_COLUMNS = ("id", "overview")
 PROBABILITY_PREFIX = "p_"
 CHUNK_ROWS = 20_000  # movies scored at a time: bounds memory on any file size
-HEAD_BATCH_SIZE = 256
 PARITY_SAMPLE = 16
 PARITY_TOLERANCE = 1e-4
 
@@ -228,19 +227,9 @@ def _movie_chunks(csv_path: Path, chunk_rows: int, counts: _Counts) -> Iterator[
 def _probabilities(model: _Model, texts: list[str], counts: _Counts) -> np.ndarray:
     if model.embedder is None or model.cache is None:
         return serving_probabilities(model.exported, texts)
-    from tasks.tensorflow_runtime import tf
-
     vectors, stats = embed_with_cache(texts, model.embedder, model.cache)
     counts.embeddings.update(stats)
-    return np.concatenate(
-        [
-            model.exported.head_probabilities(
-                tf.constant(texts[start : start + HEAD_BATCH_SIZE]),
-                tf.constant(vectors[start : start + HEAD_BATCH_SIZE]),
-            ).numpy()
-            for start in range(0, len(texts), HEAD_BATCH_SIZE)
-        ]
-    )
+    return head_probabilities(model.exported, texts, vectors)
 
 
 def _check_parity(model: _Model, texts: list[str], expected: np.ndarray) -> None:

@@ -11,9 +11,13 @@ folder and how every other stage reads it back.
 `serving_default` maps a 1-D `tf.string` tensor `descriptions` to `probabilities` (float32,
 `[batch, genres]`). TensorFlow Serving ignores `assets.extra/`.
 
+`head_probabilities` maps descriptions and their cached embedding vectors (float32, `[batch, dimension]`)
+to the same probabilities without running the embedding module: evaluate, the gate and batch predict
+score cached vectors through it.
+
 Light on purpose: no TensorFlow at import, so the gate, the serving check, `predict` and the candidate
-planner can name these files without paying seconds and hundreds of MB for it. The two functions that
-call the SavedModel import TensorFlow when they run.
+planner can name these files without paying seconds and hundreds of MB for it. The functions that call
+the SavedModel or load the head import TensorFlow when they run.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ SERVING_SIGNATURE = "serving_default"
 SIGNATURE_INPUT = "descriptions"
 SIGNATURE_OUTPUT = "probabilities"
 SERVING_BATCH_SIZE = 256
+HEAD_SIGNATURE = "head_probabilities"  # (descriptions, their cached vectors) -> probabilities
+HEAD_BATCH_SIZE = 256
 
 
 def labels_path(model_dir: Path) -> Path:
@@ -91,6 +97,30 @@ def serving_probabilities(exported: Any, texts: list[str]) -> np.ndarray:
         for start in range(0, len(texts), SERVING_BATCH_SIZE)
     ]
     return np.concatenate(batches)
+
+
+def head_probabilities(
+    exported: Any, texts: Sequence[str], vectors: np.ndarray, batch_size: int = HEAD_BATCH_SIZE
+) -> np.ndarray:
+    """Probabilities of a loaded SavedModel for `texts` through its `head_probabilities` signature, given
+    their embedding vectors (row for row, e.g. from the embedding cache), `batch_size` rows a call."""
+    from tasks.tensorflow_runtime import tf
+
+    head = getattr(exported, HEAD_SIGNATURE)
+    batches = [
+        head(tf.constant(texts[start : start + batch_size]), tf.constant(vectors[start : start + batch_size])).numpy()
+        for start in range(0, len(texts), batch_size)
+    ]
+    return np.concatenate(batches)
+
+
+def load_head(model_dir: Path) -> Any:
+    """The Keras head saved beside the SavedModel (`head_path`), with its vectorizer's vocabulary and IDF
+    as they were served: only Keras gives the layers back with their config. OSError or ValueError if
+    the file is missing or unreadable."""
+    from tasks.tensorflow_runtime import tf_keras
+
+    return tf_keras.models.load_model(head_path(model_dir), compile=False, safe_mode=True)
 
 
 def predict_probabilities(model_dir: Path, texts: list[str]) -> np.ndarray:

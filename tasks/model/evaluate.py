@@ -32,12 +32,17 @@ from tasks.data.prepare import MOVIES_FILE, genre_columns, read_split
 from tasks.embedding.cache import EmbeddingCache, embed_with_cache
 from tasks.embedding.embed import ModuleEmbedder
 from tasks.errors import ExportError
-from tasks.model.bundle import head_path, read_thresholds, read_training_record, serving_probabilities
+from tasks.model.bundle import (
+    head_probabilities,
+    load_head,
+    read_thresholds,
+    read_training_record,
+    serving_probabilities,
+)
 from tasks.model.metrics import compute_metrics
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 256
 CHUNK_ROWS = 20_000  # test movies scored at a time: their texts and 40 MB of 512-d vectors
 PARITY_SAMPLE = 64
 PARITY_TOLERANCE = 1e-4
@@ -64,14 +69,7 @@ def evaluate_model(
     scored: dict[str, list[np.ndarray]] = defaultdict(list)
     for texts, chunk_labels in _test_chunks(prepared_dir, genres):
         vectors = _vectors(texts, embedder, cache, embedding_stats)
-        probabilities = np.concatenate(
-            [
-                exported.head_probabilities(
-                    tf.constant(texts[start : start + BATCH_SIZE]), tf.constant(vectors[start : start + BATCH_SIZE])
-                ).numpy()
-                for start in range(0, len(texts), BATCH_SIZE)
-            ]
-        )
+        probabilities = head_probabilities(exported, texts, vectors)
         if not scored:
             check_serving_parity(exported, texts[:PARITY_SAMPLE], probabilities[:PARITY_SAMPLE])
         scored["labels"].append(chunk_labels)
@@ -120,11 +118,9 @@ def _baseline_vectorizer(model_dir: Path, train_texts: list[str]) -> Any:
     IDF, as served), or for a deep-only head the one a wide candidate of the same architecture adapts on
     this train split."""
     from tasks.model.features import adapt_vectorizer, head_vectorizer
-    from tasks.tensorflow_runtime import tf_keras
 
     # The head file rather than the SavedModel just loaded: only Keras gives the layer back with its config.
-    head = tf_keras.models.load_model(head_path(model_dir), compile=False, safe_mode=True)
-    vectorizer = head_vectorizer(head)
+    vectorizer = head_vectorizer(load_head(model_dir))
     if vectorizer is None:
         vocabulary_size = read_training_record(model_dir)["architecture"]["vocabulary_size"]
         vectorizer = adapt_vectorizer(train_texts, vocabulary_size)

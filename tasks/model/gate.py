@@ -30,15 +30,20 @@ from tasks.artifacts import read_json, write_json
 from tasks.data.prepare import read_split
 from tasks.embedding.cache import SHARD_TEXTS, EmbeddingCache, text_key
 from tasks.errors import ChampionError, ModelGateError
-from tasks.model.bundle import read_labels, read_training_record, serving_probabilities
+from tasks.model.bundle import (
+    HEAD_SIGNATURE,
+    head_probabilities,
+    read_labels,
+    read_training_record,
+    serving_probabilities,
+)
 from tasks.registry.versions import ModelRegistry
 
 log = logging.getLogger(__name__)
 
-CACHED_PATH = "head_probabilities"  # cached vectors through the head
+CACHED_PATH = HEAD_SIGNATURE  # cached vectors through the head
 SERVING_PATH = "serving_default"  # raw descriptions through the module and the head
 CHUNK_ROWS = SHARD_TEXTS  # test rows whose vectors are in memory at once: a shard's worth, as embed holds
-HEAD_BATCH_SIZE = 256
 
 
 def check_model_gate(
@@ -153,16 +158,14 @@ def cached_path_refused(folder: Path, exported: Any, module_fingerprint: str) ->
         return "no readable training record"
     if fingerprint != module_fingerprint:
         return f"trained on module {fingerprint}, this run embeds with {module_fingerprint}"
-    if not hasattr(exported, CACHED_PATH):
-        return f"exported without {CACHED_PATH}"
+    if not hasattr(exported, HEAD_SIGNATURE):
+        return f"exported without {HEAD_SIGNATURE}"
     return None
 
 
 def cached_head_probabilities(exported: Any, texts: list[str], cache: EmbeddingCache) -> np.ndarray | None:
     """`exported.head_probabilities` on the cached vectors of `texts`, CHUNK_ROWS at a time (memory holds
     one chunk's vectors, not the split's); None if the cache lacks any of them."""
-    from tasks.tensorflow_runtime import tf
-
     chunks = []
     for start in range(0, len(texts), CHUNK_ROWS):
         chunk = texts[start : start + CHUNK_ROWS]
@@ -170,11 +173,5 @@ def cached_head_probabilities(exported: Any, texts: list[str], cache: EmbeddingC
         found = cache.lookup(keys)
         if len(found) < len(set(keys)):  # a shard set aside since embed ran: the serving path still works
             return None
-        vectors = np.stack([found[key] for key in keys])
-        chunks += [
-            exported.head_probabilities(
-                tf.constant(chunk[row : row + HEAD_BATCH_SIZE]), tf.constant(vectors[row : row + HEAD_BATCH_SIZE])
-            ).numpy()
-            for row in range(0, len(chunk), HEAD_BATCH_SIZE)
-        ]
+        chunks.append(head_probabilities(exported, chunk, np.stack([found[key] for key in keys])))
     return np.concatenate(chunks)

@@ -18,6 +18,7 @@ from tasks.model.bundle import (
     EXTRA_DIR,
     TRAINING_RECORD_FILE,
     head_path,
+    load_head,
     read_labels,
     read_thresholds,
     read_training_record,
@@ -96,6 +97,16 @@ def test_model_folder_readers_import_no_tensorflow() -> None:
     assert loaded == "", f"importing {', '.join(LIGHT_MODULES)} loaded {loaded}"
 
 
+def test_a_missing_or_broken_head_raises_os_error(tmp_path: Path) -> None:
+    """train wraps this in its own error (warm start); evaluate lets it fail the stage."""
+    with pytest.raises(OSError):
+        load_head(tmp_path)
+    head_path(tmp_path).parent.mkdir()
+    head_path(tmp_path).write_bytes(b"not a Keras file")
+    with pytest.raises(OSError):
+        load_head(tmp_path)
+
+
 @pytest.mark.slow
 def test_a_real_export_is_in_the_layout_bundle_reads(glove_export: Path) -> None:
     assert read_labels(glove_export) == list(DEFAULT_GENRES)
@@ -118,6 +129,33 @@ def test_serving_probabilities_cover_every_batch(glove_export: Path) -> None:
     assert probabilities.shape == (len(texts), len(DEFAULT_GENRES)) and probabilities.dtype == np.float32
     alone = predict_probabilities(glove_export, texts[-1:])
     np.testing.assert_allclose(probabilities[-1:], alone, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_head_probabilities_on_vectors_give_what_serving_gives_in_any_batch_size(
+    glove_export: Path, glove_module: str
+) -> None:
+    """The cached-vector path (evaluate, the gate, batch predict): every row comes back, the same whatever
+    the batch size, and equal to `serving_default` on the raw descriptions."""
+    from tasks.embedding.embed import ModuleEmbedder
+    from tasks.model.bundle import HEAD_BATCH_SIZE, head_probabilities, serving_probabilities
+    from tasks.tensorflow_runtime import tf
+
+    exported = tf.saved_model.load(str(glove_export))
+    texts = [f"Movie {i}: a detective story with a twist." for i in range(HEAD_BATCH_SIZE + 3)]
+    vectors = ModuleEmbedder(glove_module)(texts)
+    probabilities = head_probabilities(exported, texts, vectors)
+    assert probabilities.shape == (len(texts), len(DEFAULT_GENRES)) and probabilities.dtype == np.float32
+    np.testing.assert_array_equal(head_probabilities(exported, texts, vectors, batch_size=len(texts)), probabilities)
+    np.testing.assert_allclose(probabilities, serving_probabilities(exported, texts), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_head_loads_with_its_vectorizer(glove_export: Path) -> None:
+    from tasks.model.features import head_vectorizer
+
+    wide = read_training_record(glove_export)["architecture"]["wide"]
+    assert (head_vectorizer(load_head(glove_export)) is not None) == wide
 
 
 @pytest.mark.slow

@@ -148,3 +148,20 @@ def test_a_fingerprint_that_is_not_a_folder_name_is_refused(tmp_path: Path, fing
     with pytest.raises(ConfigError, match="not a safe folder name"):
         EmbeddingCache(tmp_path / "cache", fingerprint)
     assert not (tmp_path / "cache").exists()
+
+
+def test_lookup_reads_the_vectors_only_of_shards_holding_asked_keys(tmp_path: Path) -> None:
+    """A shard whose vectors are damaged is caught when they are needed, and only then: a lookup of other
+    keys reads just its keys (what lets validate and evaluate look up a batch of rows at a time)."""
+    cache = EmbeddingCache(tmp_path, "fp")
+    cache.add([b"a" * 32], np.full((1, 4), 1.0, "float32"))
+    damaged = cache.add([b"b" * 32], np.full((1, 4), 2.0, "float32"))
+    with np.load(damaged) as data:
+        arrays = dict(data)
+    np.savez(damaged, **(arrays | {"vectors": arrays["vectors"] + 1}))  # the checksum no longer matches
+
+    found = cache.lookup([b"a" * 32])
+    assert list(found) == [b"a" * 32] and found[b"a" * 32].tolist() == [1.0] * 4
+    assert damaged.exists(), "its vectors were not read, so it was not verified"
+    assert cache.lookup([b"a" * 32, b"b" * 32]).keys() == {b"a" * 32}
+    assert damaged.with_suffix(".corrupt").exists(), "read when asked for, it fails to verify and is set aside"
