@@ -91,10 +91,3 @@ def _count_times_idf(vectorizer: tf_keras.layers.TextVectorization, texts: Seque
         rows, columns = batch.indices.numpy().T
         chunks.append(sparse.csr_matrix((batch.values.numpy(), (rows, columns)), shape=tuple(batch.dense_shape)))
     return sparse.vstack(chunks, format="csr", dtype=np.float32)
-
-
-def sparse_tensor(matrix: sparse.csr_matrix) -> tf.SparseTensor:
-    """A CSR matrix (with sorted indices, as `tfidf_matrix` returns it) as a `tf.SparseTensor`."""
-    coo = matrix.tocoo()
-    indices = np.stack([coo.row, coo.col], axis=1).astype(np.int64)
-    return tf.SparseTensor(indices, coo.data.astype(np.float32), coo.shape)

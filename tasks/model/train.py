@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,10 +46,11 @@ from tasks.model.bundle import (
     SIGNATURE_INPUT,
     SIGNATURE_OUTPUT,
     head_path,
+    load_head,
     training_record_path,
     write_assets,
 )
-from tasks.model.features import adapt_vectorizer, head_vectorizer, sparse_tensor, tfidf_matrix, wide_inputs
+from tasks.model.features import adapt_vectorizer, head_vectorizer, tfidf_matrix, wide_inputs
 from tasks.model.metrics import tune_thresholds
 from tasks.tensorflow_runtime import hub, tf, tf_keras
 
@@ -80,58 +81,38 @@ class TrainConfig:
     warm_starts_before: int = 0  # warm starts in a row that led to that model
 
 
+class FittedHead(NamedTuple):
+    head: tf_keras.Model
+    warm_starts: int
+    history: dict[str, list[float]]  # per epoch, as Keras names them
+    valid_probabilities: np.ndarray
+    embedding_stats: dict[str, int]
+    fit_seconds: float
+
+
 def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: EmbeddingCache) -> dict[str, Any]:
     """Train on the train split of `prepared_dir`, stop early on its validation split; export to `out_dir`."""
     started = time.monotonic()
-    embedder = ModuleEmbedder(config.embedding_module)
     train_texts, train_labels, genres = read_split(prepared_dir, "train")
     valid_texts, valid_labels, _ = read_split(prepared_dir, "validation")
     if not train_texts or not valid_texts:
         raise ValueError(
             f"{prepared_dir} needs train and validation rows, has {len(train_texts)} and {len(valid_texts)}"
         )
-    # One pass over the cache (it reads every shard) for both splits.
-    both, embedding_stats = embed_with_cache([*train_texts, *valid_texts], embedder, cache)
-    train_vectors, valid_vectors = both[: len(train_texts)], both[len(train_texts) :]
-    tf_keras.utils.set_random_seed(config.seed)
-    if config.warm_start_from:
-        head, warm_starts = load_head(Path(config.warm_start_from)), config.warm_starts_before + 1
-    else:
-        vectorizer = adapt_vectorizer(train_texts, config.vocabulary_size) if config.wide else None
-        head, warm_starts = build_head(config, train_vectors.shape[1], len(genres), vectorizer), 0
-    trainer = sparse_trainer(head, config.learning_rate)
-    train_features = training_features(head, train_texts, train_vectors)
-    valid_features = training_features(head, valid_texts, valid_vectors)
-    fit_started = time.monotonic()
-    history = trainer.fit(
-        _dataset(train_features, train_labels, config.batch_size, shuffle_seed=config.seed),
-        validation_data=_dataset(valid_features, valid_labels, PREDICT_BATCH_SIZE),
-        epochs=config.epochs,
-        callbacks=[
-            tf_keras.callbacks.EarlyStopping(
-                monitor="val_auc_micro",
-                mode="max",
-                patience=WARM_START_PATIENCE if config.warm_start_from else config.patience,
-                restore_best_weights=True,
-            )
-        ],
-        verbose=2,
-    )
-    fit_seconds = time.monotonic() - fit_started
-    valid_probabilities = trainer.predict(_dataset(valid_features, None, PREDICT_BATCH_SIZE), verbose=0)
-    thresholds = tune_thresholds(valid_labels, valid_probabilities, genres)
+    fitted = fit_head(config, (train_texts, train_labels), (valid_texts, valid_labels), cache)
+    thresholds = tune_thresholds(valid_labels, fitted.valid_probabilities, genres)
     record = {
         "genres": genres,
         "embedding_fingerprint": cache.module_fingerprint,
         "architecture": {name: getattr(config, name) for name in ARCHITECTURE_FIELDS},
-        "warm_starts": warm_starts,
+        "warm_starts": fitted.warm_starts,
     }
     with atomic_dir(out_dir) as tmp:
-        export_serving_model(config.embedding_module, head, genres, thresholds, tmp)
+        export_serving_model(config.embedding_module, fitted.head, genres, thresholds, tmp)
         (tmp / EXTRA_DIR).mkdir()
-        head.save(head_path(tmp))
+        fitted.head.save(head_path(tmp))
         write_json(training_record_path(tmp), record)
-    auc_history = history.history["val_auc_micro"]
+    auc_history = fitted.history["val_auc_micro"]
     summary = {
         "model_path": str(out_dir),
         "train_rows": len(train_texts),
@@ -141,15 +122,68 @@ def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: E
         "epochs_run": len(auc_history),
         "thresholds": thresholds,
         "warm_start_from": config.warm_start_from or None,
-        "warm_starts": warm_starts,
-        "embeddings": embedding_stats,
+        "warm_starts": fitted.warm_starts,
+        "embeddings": fitted.embedding_stats,
         "genres": genres,
-        "history": {name: [float(v) for v in values] for name, values in history.history.items()},
-        "fit_seconds": round(fit_seconds, 1),
+        "history": fitted.history,
+        "fit_seconds": round(fitted.fit_seconds, 1),
         "seconds": round(time.monotonic() - started, 1),
     }
     write_json(out_dir.parent / "training.json", summary)
     return {key: value for key, value in summary.items() if key != "history"}
+
+
+def fit_head(
+    config: TrainConfig,
+    train_split: tuple[list[str], np.ndarray],
+    valid_split: tuple[list[str], np.ndarray],
+    cache: EmbeddingCache,
+) -> FittedHead:
+    """Build (or load, to warm-start) the head and fit it on the splits' (texts, labels), stopping early on
+    the validation split. The splits' vectors and TF-IDF rows live only in here: they are freed before
+    the export loads the embedding module."""
+    (train_texts, train_labels), (valid_texts, valid_labels) = train_split, valid_split
+    # One pass over the cache (it reads every shard) for both splits.
+    embedder = ModuleEmbedder(config.embedding_module)
+    both, embedding_stats = embed_with_cache([*train_texts, *valid_texts], embedder, cache)
+    train_vectors, valid_vectors = both[: len(train_texts)], both[len(train_texts) :]
+    tf_keras.utils.set_random_seed(config.seed)
+    if config.warm_start_from:
+        head, warm_starts = warm_start_head(Path(config.warm_start_from)), config.warm_starts_before + 1
+    else:
+        vectorizer = adapt_vectorizer(train_texts, config.vocabulary_size) if config.wide else None
+        head, warm_starts = build_head(config, both.shape[1], train_labels.shape[1], vectorizer), 0
+    trainer = sparse_trainer(head, config.learning_rate)
+    with (
+        SplitRows(training_features(head, train_texts, train_vectors), train_labels) as train_rows,
+        SplitRows(training_features(head, valid_texts, valid_vectors), valid_labels) as valid_rows,
+    ):
+        fit_started = time.monotonic()
+        history = trainer.fit(
+            train_rows.dataset(config.batch_size, shuffle_seed=config.seed),
+            validation_data=valid_rows.dataset(PREDICT_BATCH_SIZE),
+            epochs=config.epochs,
+            callbacks=[
+                tf_keras.callbacks.EarlyStopping(
+                    monitor="val_auc_micro",
+                    mode="max",
+                    patience=WARM_START_PATIENCE if config.warm_start_from else config.patience,
+                    restore_best_weights=True,
+                )
+            ],
+            verbose=2,
+        )
+        fit_seconds = time.monotonic() - fit_started
+        valid_inputs = valid_rows.dataset(PREDICT_BATCH_SIZE).map(lambda inputs, _: inputs)
+        valid_probabilities = trainer.predict(valid_inputs, verbose=0)
+    return FittedHead(
+        head,
+        warm_starts,
+        {name: [float(value) for value in values] for name, values in history.history.items()},
+        valid_probabilities,
+        embedding_stats,
+        fit_seconds,
+    )
 
 
 def train_candidate(
@@ -175,22 +209,65 @@ def train_candidate(
 
 
 def training_features(head: tf_keras.Model, texts: list[str], vectors: np.ndarray) -> dict[str, Any]:
-    """The trainer's inputs: the cached vectors, and the wide branch's TF-IDF rows if the head has one."""
+    """The trainer's inputs: the cached vectors, and the wide branch's TF-IDF rows (a CSR matrix with sorted
+    indices) if the head has one."""
     features: dict[str, Any] = {"embedding": vectors}
     vectorizer = head_vectorizer(head)
     if vectorizer is not None:
-        features[WIDE_INPUT] = sparse_tensor(tfidf_matrix(vectorizer, texts))
+        features[WIDE_INPUT] = tfidf_matrix(vectorizer, texts)
     return features
 
 
-def _dataset(
-    features: dict[str, Any], labels: np.ndarray | None, batch_size: int, shuffle_seed: int | None = None
-) -> tf.data.Dataset:
-    dataset = tf.data.Dataset.from_tensor_slices(features if labels is None else (features, labels))
-    if shuffle_seed is not None:
-        rows = len(features["embedding"])
-        dataset = dataset.shuffle(rows, seed=shuffle_seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+class SplitRows:
+    """A split's training inputs (`training_features`) and labels as they are in memory, fed to Keras a
+    batch of rows at a time (`dataset`).
+
+    A batch is gathered by row number: shuffling reorders the row numbers, not the rows. A shuffle
+    buffer of the rows held a second copy of the split, converting the arrays to tensors a third, and
+    tf.data paid its cost per row. The same seed gives the same batches as shuffling the rows did.
+
+    A context manager: `tf.numpy_function` keeps its Python function, and so the arrays, alive for the
+    rest of the process, so leaving the block drops them (before the export loads the embedding module).
+    """
+
+    def __init__(self, features: dict[str, Any], labels: np.ndarray):
+        self.rows, self.width = len(labels), (features["embedding"].shape[1], labels.shape[1])
+        self.tfidf_width = features[WIDE_INPUT].shape[1] if WIDE_INPUT in features else None
+        self._arrays: dict[str, Any] | None = {**features, "labels": labels}
+
+    def __enter__(self) -> SplitRows:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._arrays = None
+
+    def dataset(self, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
+        """Batches of (features, labels); reshuffled every epoch if given a seed."""
+        rows = tf.data.Dataset.range(self.rows)
+        if shuffle_seed is not None:
+            rows = rows.shuffle(self.rows, seed=shuffle_seed, reshuffle_each_iteration=True)
+        return rows.batch(batch_size).map(self._gather).prefetch(tf.data.AUTOTUNE)
+
+    def _take(self, rows: np.ndarray) -> list[np.ndarray]:
+        if self._arrays is None:
+            raise RuntimeError("the split's rows were released")
+        taken = [self._arrays["embedding"][rows], self._arrays["labels"][rows]]
+        if self.tfidf_width is not None:
+            batch = self._arrays[WIDE_INPUT][rows]  # CSR rows keep their sorted columns: row-major order
+            row_of_entry = np.repeat(np.arange(len(rows)), np.diff(batch.indptr))
+            taken += [np.stack([row_of_entry, batch.indices], axis=1).astype(np.int64), batch.data]
+        return taken
+
+    def _gather(self, rows: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        wide = self.tfidf_width is not None
+        taken = tf.numpy_function(self._take, [rows], [tf.float32, tf.float32] + [tf.int64, tf.float32] * wide)
+        taken[0].set_shape([None, self.width[0]])
+        taken[1].set_shape([None, self.width[1]])
+        batch = {"embedding": taken[0]}
+        if wide:
+            shape = tf.stack([tf.size(rows, out_type=tf.int64), self.tfidf_width])
+            batch[WIDE_INPUT] = tf.SparseTensor(tf.reshape(taken[2], [-1, 2]), taken[3], shape)
+        return batch, taken[1]
 
 
 def build_head(
@@ -230,14 +307,14 @@ def sparse_trainer(head: tf_keras.Model, learning_rate: float) -> tf_keras.Model
     return trainer
 
 
-def load_head(model_dir: Path) -> tf_keras.Model:
-    """The head of an exported model, with its vectorizer (vocabulary and IDF) as it was served."""
-    path = head_path(model_dir)
+def warm_start_head(model_dir: Path) -> tf_keras.Model:
+    """The served head to fine-tune, with its vectorizer (vocabulary and IDF) as it was served."""
     try:
-        return tf_keras.models.load_model(path, compile=False, safe_mode=True)
+        return load_head(model_dir)
     except (OSError, ValueError) as err:
         raise ChampionError(
-            f"cannot warm-start from {path}: {err}. Trigger the run with max_warm_starts=0 to train from scratch"
+            f"cannot warm-start from {head_path(model_dir)}: {err}. "
+            "Trigger the run with max_warm_starts=0 to train from scratch"
         ) from err
 
 

@@ -31,8 +31,8 @@ def trained(prepared_sample: Path, glove_module: str, tmp_path_factory: pytest.T
 
 
 def test_sparse_training_inputs_give_the_exported_probabilities(trained: dict) -> None:
-    from tasks.model.bundle import serving_probabilities
-    from tasks.model.train import load_head, sparse_trainer, training_features
+    from tasks.model.bundle import load_head, serving_probabilities
+    from tasks.model.train import sparse_trainer, training_features
     from tasks.tensorflow_runtime import tf
 
     texts, vectors = trained["texts"], trained["vectors"]
@@ -49,8 +49,8 @@ def test_sparse_training_inputs_give_the_exported_probabilities(trained: dict) -
 
 
 def test_sparse_rows_equal_the_models_own_wide_input(trained: dict) -> None:
+    from tasks.model.bundle import load_head
     from tasks.model.features import VECTORIZER, WIDE_INPUT_SCALE, tfidf_matrix, wide_inputs
-    from tasks.model.train import load_head
     from tasks.tensorflow_runtime import tf
 
     texts = trained["texts"]
@@ -65,8 +65,8 @@ def test_sparse_rows_equal_the_models_own_wide_input(trained: dict) -> None:
 
 
 def test_the_baselines_rows_are_sublinear_counts_of_the_vocabulary(trained: dict) -> None:
+    from tasks.model.bundle import load_head
     from tasks.model.features import OOV_COLUMN, VECTORIZER, baseline_tfidf
-    from tasks.model.train import load_head
     from tasks.tensorflow_runtime import tf
 
     texts = trained["texts"]
@@ -86,8 +86,9 @@ def test_the_baselines_rows_are_sublinear_counts_of_the_vocabulary(trained: dict
 
 
 def test_a_deep_only_head_needs_no_tfidf(prepared_sample: Path, glove_module: str, tmp_path: Path) -> None:
+    from tasks.model.bundle import load_head
     from tasks.model.features import head_vectorizer
-    from tasks.model.train import TrainConfig, load_head, train_model, training_features
+    from tasks.model.train import TrainConfig, train_model, training_features
 
     cache = EmbeddingCache(tmp_path / "cache", "glove")
     config = TrainConfig(glove_module, epochs=1, batch_size=64, hidden_units=8, learning_rate=0.01, seed=1, wide=False)
@@ -95,3 +96,37 @@ def test_a_deep_only_head_needs_no_tfidf(prepared_sample: Path, glove_module: st
     head = load_head(Path(summary["model_path"]))
     assert set(training_features(head, ["a"], np.zeros((1, 50), np.float32))) == {"embedding"}
     assert head_vectorizer(head) is None
+
+
+def test_split_rows_batches_are_the_shuffled_rows_and_released_after_use() -> None:
+    """Gathering by shuffled row number gives the batches shuffling the rows themselves gave (so training
+    is unchanged), sparse rows included; leaving the block drops the arrays."""
+    from scipy import sparse
+
+    from tasks.model.train import WIDE_INPUT, SplitRows
+    from tasks.tensorflow_runtime import tf
+
+    rng = np.random.default_rng(0)
+    vectors = rng.random((50, 3), dtype=np.float32)
+    labels = (rng.random((50, 2)) > 0.5).astype(np.float32)
+    tfidf = sparse.random(50, 7, density=0.3, format="csr", dtype=np.float32, random_state=1)
+    tfidf.sort_indices()
+    rows_dataset = tf.data.Dataset.from_tensor_slices(
+        ({"embedding": vectors, WIDE_INPUT: tf.SparseTensor(*_coo(tfidf))}, labels)
+    )
+    expected = list(rows_dataset.shuffle(50, seed=3, reshuffle_each_iteration=True).batch(16))
+
+    with SplitRows({"embedding": vectors, WIDE_INPUT: tfidf}, labels) as split:
+        gathered = list(split.dataset(16, shuffle_seed=3))
+    assert len(gathered) == len(expected) == 4
+    for (features, batch_labels), (want, want_labels) in zip(gathered, expected, strict=True):
+        np.testing.assert_array_equal(features["embedding"], want["embedding"])
+        np.testing.assert_array_equal(batch_labels, want_labels)
+        np.testing.assert_array_equal(tf.sparse.to_dense(features[WIDE_INPUT]), tf.sparse.to_dense(want[WIDE_INPUT]))
+    with pytest.raises(tf.errors.UnknownError, match="released"):
+        list(split.dataset(16))
+
+
+def _coo(matrix) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    coo = matrix.tocoo()
+    return np.stack([coo.row, coo.col], axis=1).astype(np.int64), coo.data, coo.shape
