@@ -11,6 +11,7 @@ Light on purpose: the caller turns texts into rows, so fitting and scoring need 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,10 +37,13 @@ class Baselines:
         return results
 
 
-def fit_baselines(train_tfidf: sparse.csr_matrix, train_vectors: np.ndarray, train_labels: np.ndarray) -> Baselines:
-    """Fit each baseline on the train split's TF-IDF rows, embedding vectors and labels."""
-    tfidf = _one_logreg_per_genre(inverse_regularization=10.0).fit(train_tfidf, train_labels)
-    embedding = _one_logreg_per_genre(inverse_regularization=1.0).fit(train_vectors, train_labels)
+def fit_baselines(
+    train_tfidf: Callable[[], sparse.csr_matrix], train_vectors: Callable[[], np.ndarray], train_labels: np.ndarray
+) -> Baselines:
+    """Fit each baseline on the train split's labels and its rows: TF-IDF rows, then embedding vectors,
+    each made just before its fit, so the two never sit in memory together (400 MB at 200k movies)."""
+    tfidf = _one_logreg_per_genre(inverse_regularization=10.0).fit(train_tfidf(), train_labels)
+    embedding = _one_logreg_per_genre(inverse_regularization=1.0).fit(train_vectors(), train_labels)
     return Baselines(tfidf, embedding)
 
 

@@ -21,7 +21,7 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow.compute as pc
@@ -41,6 +41,9 @@ from tasks.model.bundle import (
 )
 from tasks.model.metrics import compute_metrics
 
+if TYPE_CHECKING:  # scikit-learn is imported when evaluate runs, not with this module
+    from tasks.model.baselines import Baselines
+
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 20_000  # test movies scored at a time: their texts and 40 MB of 512-d vectors
@@ -53,18 +56,12 @@ def evaluate_model(
     model_dir: Path, prepared_dir: Path, out_dir: Path, embedding_module: str, cache: EmbeddingCache
 ) -> dict[str, Any]:
     """Score `model_dir` and the baselines on the test split; write metrics.json and predictions.npz."""
-    from tasks.model.baselines import fit_baselines
     from tasks.model.features import baseline_tfidf
     from tasks.tensorflow_runtime import tf
 
     embedder = ModuleEmbedder(embedding_module)
     embedding_stats: Counter[str] = Counter()
-    train_texts, train_labels, genres = read_split(prepared_dir, "train")
-    vectorizer = _baseline_vectorizer(model_dir, train_texts)
-    baselines = fit_baselines(
-        baseline_tfidf(vectorizer, train_texts), _vectors(train_texts, embedder, cache, embedding_stats), train_labels
-    )
-    del train_texts, train_labels  # the baselines keep what they learned, not the split
+    baselines, vectorizer, genres = _fitted_baselines(model_dir, prepared_dir, embedder, cache, embedding_stats)
     exported = tf.saved_model.load(str(model_dir))
     scored: dict[str, list[np.ndarray]] = defaultdict(list)
     for texts, chunk_labels in _test_chunks(prepared_dir, genres):
@@ -111,6 +108,24 @@ def evaluate_model(
         "baselines_auc_micro": {name: m["auc_micro"] for name, m in metrics["baselines"].items()},
         "path": str(out_dir / "metrics.json"),
     }
+
+
+def _fitted_baselines(
+    model_dir: Path, prepared_dir: Path, embedder: ModuleEmbedder, cache: EmbeddingCache, stats: Counter[str]
+) -> tuple[Baselines, Any, list[str]]:
+    """The baselines fitted on the train split, the TF-IDF vectorizer they share with the model, and the
+    genres. The split lives only in here: the baselines keep what they learned, not the texts."""
+    from tasks.model.baselines import fit_baselines
+    from tasks.model.features import baseline_tfidf
+
+    train_texts, train_labels, genres = read_split(prepared_dir, "train")
+    vectorizer = _baseline_vectorizer(model_dir, train_texts)
+    baselines = fit_baselines(
+        lambda: baseline_tfidf(vectorizer, train_texts),
+        lambda: _vectors(train_texts, embedder, cache, stats),
+        train_labels,
+    )
+    return baselines, vectorizer, genres
 
 
 def _baseline_vectorizer(model_dir: Path, train_texts: list[str]) -> Any:
