@@ -12,7 +12,8 @@ probabilities and labels (a few floats a movie) are kept for the metrics.
 
 Writes `metrics.json` (scored by `metrics`: micro and macro ROC AUC; per genre the AUC and precision /
 recall / F1 at 0.5 and at the model's tuned threshold; the baselines' AUCs and the model's margin over
-the best) and `predictions.npz` (test labels and every model's probabilities, for the report).
+the best; the model's predictions for the blog post's three descriptions, which the report shows) and
+`predictions.npz` (test labels and every model's probabilities, for the report).
 """
 
 from __future__ import annotations
@@ -49,6 +50,14 @@ log = logging.getLogger(__name__)
 CHUNK_ROWS = 20_000  # test movies scored at a time: their texts and 40 MB of 512-d vectors
 PARITY_SAMPLE = 64
 PARITY_TOLERANCE = 1e-4
+# The three descriptions the TensorFlow blog post predicts at its end (a food documentary, an
+# eighth-grade comedy, an IMF mission).
+ARTICLE_DESCRIPTIONS = (
+    "An examination of our dietary choices and the food we put in our bodies. Based on Jonathan Safran Foer's memoir.",
+    "A teenager tries to survive the last week of her disastrous eighth-grade year before leaving to start high "
+    "school.",
+    "Ethan Hunt and his IMF team, along with some familiar allies, race against time after a mission gone wrong.",
+)
 MODEL = "model"
 
 
@@ -89,6 +98,13 @@ def evaluate_model(
         "auc_micro": metrics["auc_micro"] - best[1]["auc_micro"],
     }
     metrics["embeddings"] = dict(embedding_stats)
+    # Scored here, where the export is loaded, so the report needs no TensorFlow.
+    metrics["article_predictions"] = [
+        {"description": text, "probabilities": dict(zip(genres, map(float, row), strict=True))}
+        for text, row in zip(
+            ARTICLE_DESCRIPTIONS, serving_probabilities(exported, list(ARTICLE_DESCRIPTIONS)), strict=True
+        )
+    ]
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "metrics.json", metrics)
     with atomic_path(out_dir / "predictions.npz") as tmp, tmp.open("wb") as handle:

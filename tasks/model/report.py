@@ -11,7 +11,8 @@ version this run promoted, if any). It writes a page for every run that reached 
   now; or why the drift checks were skipped;
 - only when the run evaluated a model (`metrics.json` and the model exist): the model gate's decision,
   the metrics of the model against the baselines, ROC and precision-recall curves per genre, the micro
-  AUC of every promoted version, and the model's predictions for the blog post's three descriptions.
+  AUC of every promoted version, and the model's predictions for the blog post's three descriptions
+  (scored by evaluate, so the report needs no TensorFlow).
 Plots are matplotlib PNGs embedded in the page. A run with neither validation results nor metrics has
 nothing to report: `{"path": None, "note": ...}`.
 
@@ -47,14 +48,6 @@ DRIFT_RESULTS = "validation/drift.json"
 AUC_AXIS_MIN_PAD = 0.02
 # Expectation arguments that are plumbing, not bounds.
 NOT_BOUNDS = frozenset({"batch_id", "result_format", "column", "include_config", "catch_exceptions"})
-# The three descriptions the TensorFlow blog post predicts at its end (a food documentary, an
-# eighth-grade comedy, an IMF mission).
-ARTICLE_DESCRIPTIONS = (
-    "An examination of our dietary choices and the food we put in our bodies. Based on Jonathan Safran Foer's memoir.",
-    "A teenager tries to survive the last week of her disastrous eighth-grade year before leaving to start high "
-    "school.",
-    "Ethan Hunt and his IMF team, along with some familiar allies, race against time after a mission gone wrong.",
-)
 
 
 @dataclass(frozen=True)
@@ -91,7 +84,7 @@ def write_report(
         _drift_section(_read_if_present(run_dir / DRIFT_RESULTS)),
     ]
     if metrics is not None and model_dir is not None:
-        sections += _model_sections(run_dir, model_dir, served_dir, metrics, version)
+        sections += _model_sections(run_dir, served_dir, metrics, version)
     else:
         sections.append(_no_model_section(validation))
     page = _PAGE.format(title=html.escape(title), body="\n".join(sections))
@@ -311,20 +304,15 @@ def _no_model_section(validation: Mapping[str, Any] | None) -> str:
     return "<h2>Model</h2><p>No model was evaluated: the run stopped before evaluation (see the task logs).</p>"
 
 
-def _model_sections(
-    run_dir: Path, model_dir: Path, served_dir: Path, metrics: dict[str, Any], version: int | None
-) -> list[str]:
+def _model_sections(run_dir: Path, served_dir: Path, metrics: dict[str, Any], version: int | None) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")  # no display: render to PNG only
-
-    from tasks.model.bundle import predict_probabilities
 
     with np.load(run_dir / PREDICTIONS_FILE, allow_pickle=False) as data:
         predictions = {name: data[name] for name in data.files}
     genres = [str(g) for g in predictions.pop("genres")]
     labels = predictions.pop("labels")
-    samples = predict_probabilities(model_dir, list(ARTICLE_DESCRIPTIONS))
     registry = ModelRegistry(served_dir)
     points = [(v, registry.manifest(v).get("metrics", {}).get("auc_micro")) for v in registry.versions()]
     history = history_figure([(v, auc) for v, auc in points if auc is not None], metrics.get("auc_micro"), version)
@@ -334,7 +322,7 @@ def _model_sections(
         _figure("ROC curves per genre (test split)", _curves(labels, predictions, genres, "roc")),
         _figure("Precision-recall curves per genre (test split)", _curves(labels, predictions, genres, "pr")),
         _figure("Micro AUC of every promoted version", _png(history)),
-        _samples_section(samples, genres),
+        _samples_section(metrics.get("article_predictions", [])),
     ]
 
 
@@ -393,7 +381,7 @@ def _curves(labels: np.ndarray, predictions: dict[str, np.ndarray], genres: Sequ
                 if kind == "roc":
                     x, y, _ = roc_curve(truth, probabilities[:, index])
                 else:
-                    y, x, _ = precision_recall_curve(truth, probabilities[:, index])
+                    y, x, _ = precision_recall_curve(truth, probabilities[:, index], drop_intermediate=True)
                 axis.plot(x, y, label=name, linewidth=2 if name == MODEL else 1)
         else:
             axis.text(0.5, 0.5, "no positives in the test split", ha="center")
@@ -447,12 +435,13 @@ def history_figure(points: Sequence[tuple[int, float]], run_auc: float | None, r
     return figure
 
 
-def _samples_section(probabilities: np.ndarray, genres: Sequence[str]) -> str:
+def _samples_section(predictions: Sequence[Mapping[str, Any]]) -> str:
+    """The model's three likeliest genres for each of the blog post's descriptions (scored by evaluate)."""
     rows = []
-    for text, row in zip(ARTICLE_DESCRIPTIONS, probabilities, strict=True):
-        top = sorted(zip(genres, row, strict=True), key=lambda pair: pair[1], reverse=True)[:3]
+    for prediction in predictions:
+        top = sorted(prediction["probabilities"].items(), key=lambda pair: pair[1], reverse=True)[:3]
         shown = ", ".join(f"{html.escape(g)} {p:.2f}" for g, p in top)
-        rows.append(f"<tr><td>{html.escape(text)}</td><td>{shown}</td></tr>")
+        rows.append(f"<tr><td>{html.escape(prediction['description'])}</td><td>{shown}</td></tr>")
     return (
         "<h2>Sample predictions</h2><table><tr><th>description</th><th>top genres</th></tr>"
         + "".join(rows)

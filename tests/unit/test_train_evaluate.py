@@ -70,6 +70,15 @@ def test_evaluate_writes_metrics(trained: dict, prepared_sample: Path, glove_mod
     assert margin["auc_micro"] == pytest.approx(metrics["auc_micro"] - best)
     with np.load(tmp_path / "predictions.npz") as predictions:
         assert predictions["model"].shape == predictions["tfidf_logreg"].shape == (summary["test_rows"], 9)
+        genres = [str(genre) for genre in predictions["genres"]]
+    from tasks.model.bundle import predict_probabilities
+    from tasks.model.evaluate import ARTICLE_DESCRIPTIONS
+
+    served = predict_probabilities(Path(trained["model_path"]), list(ARTICLE_DESCRIPTIONS))
+    articles = metrics["article_predictions"]
+    assert [a["description"] for a in articles] == list(ARTICLE_DESCRIPTIONS), "the report's samples, scored here"
+    for article, row in zip(articles, served, strict=True):
+        assert article["probabilities"] == pytest.approx(dict(zip(genres, row.tolist(), strict=True)), abs=1e-6)
 
 
 def test_evaluate_streams_the_test_split_in_chunks(
@@ -104,7 +113,8 @@ def test_a_deep_only_model_gets_the_baseline_a_wide_one_gets(
 def test_report_opens_from_disk(trained: dict, prepared_sample: Path, glove_module: str, cache, tmp_path) -> None:
     import shutil
 
-    from tasks.model.report import ARTICLE_DESCRIPTIONS, write_report
+    from tasks.model.evaluate import ARTICLE_DESCRIPTIONS
+    from tasks.model.report import write_report
 
     run_dir = tmp_path / "run"
     shutil.copytree(Path(trained["model_path"]), run_dir / "model")
