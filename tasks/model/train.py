@@ -231,7 +231,7 @@ class SplitRows:
     """
 
     def __init__(self, features: dict[str, Any], labels: np.ndarray):
-        self.rows, self.width = len(labels), (features["embedding"].shape[1], labels.shape[1])
+        self.rows, self.columns = len(labels), (features["embedding"].shape[1], labels.shape[1])
         self.tfidf_width = features[WIDE_INPUT].shape[1] if WIDE_INPUT in features else None
         self._arrays: dict[str, Any] | None = {**features, "labels": labels}
 
@@ -261,8 +261,8 @@ class SplitRows:
     def _gather(self, rows: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         wide = self.tfidf_width is not None
         taken = tf.numpy_function(self._take, [rows], [tf.float32, tf.float32] + [tf.int64, tf.float32] * wide)
-        taken[0].set_shape([None, self.width[0]])
-        taken[1].set_shape([None, self.width[1]])
+        taken[0].set_shape([None, self.columns[0]])
+        taken[1].set_shape([None, self.columns[1]])
         batch = {"embedding": taken[0]}
         if wide:
             shape = tf.stack([tf.size(rows, out_type=tf.int64), self.tfidf_width])
