@@ -60,16 +60,9 @@ class EmbeddingCache:
     def folder(self) -> Path:
         return self.root / self.module_fingerprint
 
-    def load(self) -> dict[bytes, np.ndarray]:
-        """Every cached vector of this module, by text key; corrupt shards are set aside."""
-        vectors: dict[bytes, np.ndarray] = {}
-        for keys, values in self._shards():
-            vectors.update(zip((bytes(k) for k in keys), values, strict=True))
-        return vectors
-
     def lookup(self, keys: Collection[bytes]) -> dict[bytes, np.ndarray]:
         """The cached vectors of those `keys` the cache has, read one shard at a time: memory holds what
-        was found and one shard, not the whole cache (as `load` does). A shard none of whose keys is
+        was found and one shard, not the whole cache. A shard none of whose keys is
         asked for has only its keys read, so looking up a batch of rows at a time stays cheap."""
         wanted = set(keys)
         found: dict[bytes, np.ndarray] = {}
