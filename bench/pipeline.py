@@ -54,7 +54,7 @@ def run_pipeline(run: steps.RunContext, isolate: bool = False) -> list[dict[str,
     ]
     trained = timed("select_model", lambda: steps.select_model(run, trained_candidates))
     evaluation = timed("evaluate", lambda: steps.evaluate(run, trained, prepared, embedding))
-    decision = timed("gate", lambda: steps.gate(run, evaluation, prepared, embedding))
+    decision = timed("gate", lambda: steps.gate(run, evaluation))
     timed("serving_check", lambda: steps.serving_check(run, trained))
     manifest_stages = {name: summaries[step] for name, step in steps.MANIFEST_STAGES.items()}
     promoted = timed("promote", lambda: steps.promote(run, trained, decision, manifest_stages))

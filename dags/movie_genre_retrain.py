@@ -3,7 +3,8 @@
 download → prepare → fingerprint → retrain_needed → embed → validate (data gate, with drift against the
 served version's training data) → candidates → train (one mapped task per candidate: every
 configuration from scratch, or the served model fine-tuned, see `tasks.model.candidates`) →
-select_model (best on validation) → evaluate → gate (model gate) → serving_check → approval (a person's
+select_model (best on validation) → evaluate (the challenger, the baselines and the served model on the
+test split) → gate (model gate) → serving_check → approval (a person's
 Approve or Reject, asked only when the `require_approval` param is true; see `orchestration.approval`)
 → promote. Then, whatever happened, report (report.html) and gate_alert (the alert of a failed quality
 gate, which points at that report). Both are teardown tasks, so the run's state is the pipeline's, not theirs.
@@ -13,7 +14,7 @@ embedding module, params and code (its training fingerprint), every task below i
 run succeeds, with nothing promoted and no alert. The `force` param retrains anyway.
 
 `embedding_module` (the project's own module, built once and cached, unless a module is given) feeds
-embed, validate, train, evaluate and gate. Wiring only: each task calls its step in `tasks.pipeline`,
+embed, validate, train and evaluate. Wiring only: each task calls its step in `tasks.pipeline`,
 which imports its stage's heavy libraries (TensorFlow, Great Expectations, pandas) itself, so this file
 parses fast.
 """
@@ -100,8 +101,8 @@ def movie_genre_retrain() -> None:
         return steps.evaluate(run_context(), trained, prepared, embedding)
 
     @step_task(retries=0)
-    def gate(evaluation: dict[str, Any], prepared: dict[str, Any], embedding: dict[str, Any]) -> dict[str, Any]:
-        return steps.gate(run_context(), evaluation, prepared, embedding)
+    def gate(evaluation: dict[str, Any]) -> dict[str, Any]:
+        return steps.gate(run_context(), evaluation)
 
     @step_task(retries=0)
     def serving_check(trained: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +138,7 @@ def movie_genre_retrain() -> None:
     trained_candidates = train.partial(prepared=prepared, embedding=embedding).expand(candidate=planned)
     trained = select_model(trained_candidates)
     evaluation = evaluate(trained, prepared, embedding)
-    decision = gate(evaluation, prepared, embedding)
+    decision = gate(evaluation)
     checked = serving_check(trained)
     decision >> checked
     approval = PromotionApproval(task_id="approval", retries=0)

@@ -150,9 +150,8 @@ def validate(run: RunContext, prepared: Summary, embedding: Summary) -> Summary:
     from tasks.registry.versions import ModelRegistry
 
     registry = ModelRegistry(run.settings.served_model_dir)
-    version = registry.serving_version()
-    profile_file = registry.version_dir(version) / PROFILE_FILE if version is not None else None
-    served = ServedProfile(version, read_json(profile_file) if profile_file and profile_file.is_file() else None)
+    profile_file = registry.serving_file(PROFILE_FILE)
+    served = ServedProfile(registry.serving_version(), read_json(profile_file) if profile_file else None)
     cache = run.embedding_cache(embedding)
 
     def vectors_of(texts: list[str]) -> np.ndarray:
@@ -211,26 +210,29 @@ def select_model(run: RunContext, trained: Sequence[Summary]) -> Summary:
 
 @timed
 def evaluate(run: RunContext, trained: Summary, prepared: Summary, embedding: Summary) -> Summary:
+    """The challenger, the baselines and the served model (for the gate) on the test split."""
     from tasks.model.evaluate import evaluate_model
 
-    cache = run.embedding_cache(embedding)
-    return evaluate_model(Path(trained["model_path"]), Path(prepared["path"]), run.dir, embedding["path"], cache)
+    return evaluate_model(
+        Path(trained["model_path"]),
+        Path(prepared["path"]),
+        run.dir,
+        embedding["path"],
+        run.embedding_cache(embedding),
+        served_dir=run.settings.served_model_dir,
+    )
 
 
 @timed
-def gate(run: RunContext, evaluation: Summary, prepared: Summary, embedding: Summary) -> Summary:
-    """The model gate; `embedding` (the embedding_module summary) names the cache the champion is scored
-    from when it was trained on the same module."""
+def gate(run: RunContext, evaluation: Summary) -> Summary:
     from tasks.model.gate import check_model_gate
 
     return check_model_gate(
         Path(evaluation["path"]),
-        Path(prepared["path"]),
         run.settings.served_model_dir,
         metric=run.config.gate_metric,
         threshold=run.config.auc_threshold,
         max_drop=run.config.max_auc_drop,
-        cache=run.embedding_cache(embedding),
     )
 
 
@@ -243,9 +245,11 @@ def serving_check(run: RunContext, trained: Summary) -> Summary:
 
 @timed
 def promote(run: RunContext, trained: Summary, decision: Summary, stages: Mapping[str, Summary | None]) -> Summary:
-    """Publish the model, with the profile of its training data for the next runs' drift checks; `stages`
-    are the summaries of MANIFEST_STAGES, for its manifest."""
+    """Publish the model, with the profile of its training data for the next runs' drift checks and its
+    baselines' weights for the next runs' fits; `stages` are the summaries of MANIFEST_STAGES, for its
+    manifest."""
     from tasks.data.profile import PROFILE_FILE
+    from tasks.model.baselines import BASELINES_FILE
     from tasks.registry.promote import build_manifest, promote_model
 
     return promote_model(
@@ -255,7 +259,7 @@ def promote(run: RunContext, trained: Summary, decision: Summary, stages: Mappin
         actor=f"dag_run:{run.run_id}",
         reason=decision["reason"],
         keep_versions=run.config.keep_versions,
-        extras={PROFILE_FILE: run.dir / "validation" / PROFILE_FILE},
+        extras={PROFILE_FILE: run.dir / "validation" / PROFILE_FILE, BASELINES_FILE: run.dir / BASELINES_FILE},
         once_per_actor=True,
     )
 

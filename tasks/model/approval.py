@@ -47,8 +47,8 @@ def approval_body(
 
 
 def comparison_table(gate: Mapping[str, Any], evaluation: Mapping[str, Any] | None) -> str:
-    """A markdown table: the challenger's test AUCs, the champion's gate metric (scored now on the same
-    test split), each baseline's micro AUC, and each one's difference to the challenger."""
+    """A markdown table: the challenger's test AUCs, the champion's gate metric (scored by evaluate on the
+    same test split), each baseline's micro AUC, and each one's difference to the challenger."""
     metric = gate["metric"]
     challenger = gate.get("challenger")
     rows = [("challenger (this run)", _auc(challenger), "")]

@@ -11,9 +11,10 @@ at a time, each chunk's vectors read from the cache shard by shard (`EmbeddingCa
 probabilities and labels (a few floats a movie) are kept for the metrics.
 
 Writes `metrics.json` (scored by `metrics`: micro and macro ROC AUC; per genre the AUC and precision /
-recall / F1 at 0.5 and at the model's tuned threshold; the baselines' AUCs and the model's margin over
-the best; the model's predictions for the blog post's three descriptions, which the report shows) and
-`predictions.npz` (test labels and every model's probabilities, for the report).
+recall / F1 at 0.5 and at the model's tuned threshold; the baselines' AUCs, how each was fitted, and the
+model's margin over the best; the model's predictions for the blog post's three descriptions, which the
+report shows), `predictions.npz` (test labels and every model's probabilities, for the report) and
+`baselines.npz` (the baselines' weights, which promotion publishes with the version).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from tasks.model.bundle import (
     serving_probabilities,
 )
 from tasks.model.metrics import compute_metrics
+from tasks.registry.versions import ModelRegistry
 
 if TYPE_CHECKING:  # scikit-learn is imported when evaluate runs, not with this module
     from tasks.model.baselines import Baselines
@@ -62,22 +64,39 @@ MODEL = "model"
 
 
 def evaluate_model(
-    model_dir: Path, prepared_dir: Path, out_dir: Path, embedding_module: str, cache: EmbeddingCache
+    model_dir: Path,
+    prepared_dir: Path,
+    out_dir: Path,
+    embedding_module: str,
+    cache: EmbeddingCache,
+    served_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Score `model_dir` and the baselines on the test split; write metrics.json and predictions.npz."""
+    """Score `model_dir`, the baselines and the model served from `served_dir` (the champion, for the
+    gate) on the test split; write metrics.json, predictions.npz and the baselines' weights
+    (`BASELINES_FILE`). The baselines' fit starts from the served version's weights, as the next run's
+    will start from these once this model is served."""
+    from tasks.model.baselines import BASELINES_FILE
+    from tasks.model.champion import ChampionScorer
     from tasks.model.features import baseline_tfidf
     from tasks.tensorflow_runtime import tf
 
+    served = ModelRegistry(served_dir) if served_dir else None
     embedder = ModuleEmbedder(embedding_module)
     embedding_stats: Counter[str] = Counter()
-    baselines, vectorizer, genres = _fitted_baselines(model_dir, prepared_dir, embedder, cache, embedding_stats)
+    last_baselines = served.serving_file(BASELINES_FILE) if served else None
+    baselines, vectorizer, genres = _fitted_baselines(
+        model_dir, prepared_dir, embedder, cache, embedding_stats, last_baselines
+    )
     exported = tf.saved_model.load(str(model_dir))
+    champion = ChampionScorer(served, genres, cache.module_fingerprint) if served else None
     scored: dict[str, list[np.ndarray]] = defaultdict(list)
     for texts, chunk_labels in _test_chunks(prepared_dir, genres):
         vectors = _vectors(texts, embedder, cache, embedding_stats)
         probabilities = head_probabilities(exported, texts, vectors)
         if not scored:
             check_serving_parity(exported, texts[:PARITY_SAMPLE], probabilities[:PARITY_SAMPLE])
+        if champion:
+            champion.add(texts, vectors)
         scored["labels"].append(chunk_labels)
         scored[MODEL].append(probabilities)
         for name, baseline in baselines.probabilities(baseline_tfidf(vectorizer, texts), vectors).items():
@@ -97,6 +116,8 @@ def evaluate_model(
         "baseline": best[0],
         "auc_micro": metrics["auc_micro"] - best[1]["auc_micro"],
     }
+    metrics["baseline_fits"] = baselines.fits
+    metrics["champion"] = champion.entry(labels) if champion else None
     metrics["embeddings"] = dict(embedding_stats)
     # Scored here, where the export is loaded, so the report needs no TensorFlow.
     metrics["article_predictions"] = [
@@ -106,6 +127,7 @@ def evaluate_model(
         )
     ]
     out_dir.mkdir(parents=True, exist_ok=True)
+    baselines.save(out_dir / BASELINES_FILE, genres)
     write_json(out_dir / "metrics.json", metrics)
     with atomic_path(out_dir / "predictions.npz") as tmp, tmp.open("wb") as handle:
         np.savez(handle, labels=labels, genres=np.array(genres), **{MODEL: probabilities}, **baseline_scores)
@@ -127,12 +149,18 @@ def evaluate_model(
 
 
 def _fitted_baselines(
-    model_dir: Path, prepared_dir: Path, embedder: ModuleEmbedder, cache: EmbeddingCache, stats: Counter[str]
+    model_dir: Path,
+    prepared_dir: Path,
+    embedder: ModuleEmbedder,
+    cache: EmbeddingCache,
+    stats: Counter[str],
+    last_baselines: Path | None,
 ) -> tuple[Baselines, Any, list[str]]:
-    """The baselines fitted on the train split, the TF-IDF vectorizer they share with the model, and the
-    genres. The split lives only in here: the baselines keep what they learned, not the texts."""
-    from tasks.model.baselines import fit_baselines
-    from tasks.model.features import baseline_tfidf
+    """The baselines fitted on the train split (from `last_baselines`' weights where they fit), the TF-IDF
+    vectorizer they share with the model, and the genres. The split lives only in here: the baselines
+    keep what they learned, not the texts."""
+    from tasks.model.baselines import EMBEDDING, TFIDF, fit_baselines, load_start
+    from tasks.model.features import baseline_tfidf, vocabulary_digest
 
     train_texts, train_labels, genres = read_split(prepared_dir, "train")
     vectorizer = _baseline_vectorizer(model_dir, train_texts)
@@ -140,6 +168,8 @@ def _fitted_baselines(
         lambda: baseline_tfidf(vectorizer, train_texts),
         lambda: _vectors(train_texts, embedder, cache, stats),
         train_labels,
+        features={TFIDF: vocabulary_digest(vectorizer), EMBEDDING: cache.module_fingerprint},
+        start=load_start(last_baselines, genres),
     )
     return baselines, vectorizer, genres
 

@@ -12,6 +12,7 @@ The TF-IDF baseline reuses that vocabulary and IDF (`baseline_tfidf`), reweighte
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -71,6 +72,13 @@ def baseline_tfidf(vectorizer: tf_keras.layers.TextVectorization, texts: Sequenc
     matrix.eliminate_zeros()
     norms = np.sqrt(np.maximum(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel(), L2_EPSILON))
     return sparse.csr_matrix(sparse.diags((1.0 / norms).astype(np.float32)) @ matrix, dtype=np.float32)
+
+
+def vocabulary_digest(vectorizer: tf_keras.layers.TextVectorization) -> str:
+    """A digest of the vectorizer's vocabulary, in order: two TF-IDF matrices with the same digest have
+    columns that mean the same 1-2-grams."""
+    vocabulary = "\n".join(vectorizer.get_vocabulary(include_special_tokens=True))
+    return hashlib.sha256(vocabulary.encode("utf-8")).hexdigest()[:16]
 
 
 def head_vectorizer(head: tf_keras.Model) -> tf_keras.layers.TextVectorization | None:

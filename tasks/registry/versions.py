@@ -67,6 +67,12 @@ class ModelRegistry:
     def version_dir(self, version: int) -> Path:
         return self.root / str(version)
 
+    def serving_file(self, name: str) -> Path | None:
+        """The file `name` published beside the serving version (`publish`'s extras), if it has one."""
+        version = self.serving_version()
+        path = self.version_dir(version) / name if version is not None else None
+        return path if path is not None and path.is_file() else None
+
     def manifest(self, version: int) -> dict[str, Any]:
         path = self.version_dir(version) / MANIFEST_FILE
         return read_json(path) if path.is_file() else {}

@@ -86,6 +86,10 @@ def test_weekly_life_champion_challenger_and_rollback(dag, dirs, inbox, sample_c
     assert comparison["challenger"] >= comparison["champion"]["value"], "five more epochs from the champion's weights"
     assert week_2["stages"]["train"]["warm_start_from"] == str(served / "1")
     assert week_2["stages"]["train"]["warm_starts"] == 1
+    week_2_run = max((dirs["artifacts"] / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    fits = json.loads((week_2_run / "metrics.json").read_text())["baseline_fits"]
+    assert (served / "1" / "baselines.npz").is_file(), "week 1's baselines were published with it"
+    assert all(fit["warm_start"] for fit in fits.values()), "fitted from week 1's weights (same vocabulary, module)"
 
     worse = _run(dag, {**conf, "epochs": 1, "learning_rate": 1e-5, "auc_threshold": 0.0, "max_warm_starts": 0})
     assert worse["run"] == "failed" and worse["gate"] == "failed" and worse["promote"] == "upstream_failed"

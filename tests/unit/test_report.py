@@ -27,12 +27,13 @@ def _validate(prepared: Path, run_dir: Path, min_rows: int) -> None:
         validate_dataset(prepared, EXPECTATIONS_DIR, run_dir / "validation", {"min_rows": min_rows})
 
 
-def _gate(prepared: Path, run_dir: Path, served: Path, auc: float, threshold: float) -> None:
-    """The model gate as the DAG runs it, on a challenger whose metrics.json holds `auc`."""
+def _gate(run_dir: Path, served: Path, auc: float, threshold: float, champion: dict | None = None) -> None:
+    """The model gate as the DAG runs it, on a challenger whose metrics.json holds `auc` and evaluate's
+    `champion` entry."""
     metrics = run_dir / "metrics.json"
-    metrics.write_text(json.dumps({"auc_micro": auc}))
+    metrics.write_text(json.dumps({"auc_micro": auc, "champion": champion}))
     with contextlib.suppress(ModelGateError):  # the decision is written into metrics.json first
-        check_model_gate(metrics, prepared, served, metric="auc_micro", threshold=threshold, max_drop=0.005)
+        check_model_gate(metrics, served, metric="auc_micro", threshold=threshold, max_drop=0.005)
 
 
 def _rows(prepared: Path, table: str) -> int:
@@ -155,13 +156,13 @@ def test_gate_failure_reads_the_model_gate_decision(prepared_sample: Path, tmp_p
     run_dir = tmp_path / "run"
     _validate(prepared_sample, run_dir, 200)
     assert gate_failure(run_dir) is None, "the data gate passed and no model gate ran"
-    _gate(prepared_sample, run_dir, tmp_path / "served", auc=0.7, threshold=0.99)
+    _gate(run_dir, tmp_path / "served", auc=0.7, threshold=0.99)
     assert gate_failure(run_dir) == {
         "gate": "model gate",
         "reason": "auc_micro 0.7000 < auc_threshold 0.9900 (no model in production: judged on the threshold alone)",
         "figures": ["auc_micro 0.7000 < auc_threshold 0.9900", "no model in production: judged on the threshold alone"],
     }
-    _gate(prepared_sample, run_dir, tmp_path / "served", auc=0.7, threshold=0.5)
+    _gate(run_dir, tmp_path / "served", auc=0.7, threshold=0.5)
     assert gate_failure(run_dir) is None, "the gate passed on a retry"
 
 
@@ -182,10 +183,8 @@ def test_a_promoted_run_reports_its_version_and_the_champion_figures(
     )
     model_dir = Path(train_model(prepared_sample, run_dir / "model", config, cache)["model_path"])
     _validate(prepared_sample, run_dir, 200)
-    evaluation = evaluate_model(model_dir, prepared_sample, run_dir, glove_module, cache)
-    check_model_gate(
-        run_dir / "metrics.json", prepared_sample, served, metric="auc_micro", threshold=0.5, max_drop=0.005
-    )
+    evaluation = evaluate_model(model_dir, prepared_sample, run_dir, glove_module, cache, served_dir=served)
+    check_model_gate(run_dir / "metrics.json", served, metric="auc_micro", threshold=0.5, max_drop=0.005)
     assert gate_failure(run_dir) is None
     promoted = promote_model(
         model_dir, served, {"dag_run_id": RUN_ID, "metrics": evaluation}, actor="test", reason="test", keep_versions=5
@@ -196,8 +195,10 @@ def test_a_promoted_run_reports_its_version_and_the_champion_figures(
     assert page.count("data:image/png;base64,") == 3, "ROC, precision-recall and version history plots"
 
     challenger = tmp_path / "challenger"
-    challenger.mkdir()
-    _gate(prepared_sample, challenger, served, auc=evaluation["auc_micro"] - 0.05, threshold=0.1)
+    evaluate_model(model_dir, prepared_sample, challenger, glove_module, cache, served_dir=served)
+    scored = json.loads((challenger / "metrics.json").read_text())["champion"]
+    assert scored["auc_micro"] == pytest.approx(evaluation["auc_micro"], abs=1e-6), "the same model, served"
+    _gate(challenger, served, auc=evaluation["auc_micro"] - 0.05, threshold=0.1, champion=scored)
     failure = gate_failure(challenger)
     champion = json.loads((challenger / "metrics.json").read_text())["gate"]["champion"]["value"]
     assert failure is not None and failure["gate"] == "model gate"
