@@ -150,8 +150,9 @@ def validate(run: RunContext, prepared: Summary, embedding: Summary) -> Summary:
     from tasks.registry.versions import ModelRegistry
 
     registry = ModelRegistry(run.settings.served_model_dir)
-    profile_file = registry.serving_file(PROFILE_FILE)
-    served = ServedProfile(registry.serving_version(), read_json(profile_file) if profile_file else None)
+    version = registry.serving_version()
+    profile_file = registry.version_dir(version) / PROFILE_FILE if version is not None else None
+    served = ServedProfile(version, read_json(profile_file) if profile_file and profile_file.is_file() else None)
     cache = run.embedding_cache(embedding)
 
     def vectors_of(texts: list[str]) -> np.ndarray:
@@ -252,6 +253,9 @@ def promote(run: RunContext, trained: Summary, decision: Summary, stages: Mappin
     from tasks.model.baselines import BASELINES_FILE
     from tasks.registry.promote import build_manifest, promote_model
 
+    extras = {PROFILE_FILE: run.dir / "validation" / PROFILE_FILE}
+    if (run.dir / BASELINES_FILE).is_file():  # only a start for the next fit: a run evaluated before it existed
+        extras[BASELINES_FILE] = run.dir / BASELINES_FILE  # still promotes
     return promote_model(
         Path(trained["model_path"]),
         run.settings.served_model_dir,
@@ -259,7 +263,7 @@ def promote(run: RunContext, trained: Summary, decision: Summary, stages: Mappin
         actor=f"dag_run:{run.run_id}",
         reason=decision["reason"],
         keep_versions=run.config.keep_versions,
-        extras={PROFILE_FILE: run.dir / "validation" / PROFILE_FILE, BASELINES_FILE: run.dir / BASELINES_FILE},
+        extras=extras,
         once_per_actor=True,
     )
 

@@ -93,7 +93,7 @@ class ChampionScorer:
         where = f" in {folder}" if folder else ""
         self.error = (
             f"the served model, version {self.version}{where}, cannot be loaded or called ({err}); "
-            "promotion is blocked until it is repaired or rolled back"
+            "promotion is blocked until it is repaired or rolled back, then evaluate is cleared to score it again"
         )
         self.exported, self.chunks = None, []
         log.error("%s", self.error)

@@ -1,20 +1,23 @@
-"""Stage: score the exported model on the test split, beside the baselines.
+"""Stage: score the exported model on the test split, beside the baselines and the served model.
 
 The test descriptions' vectors come from the embedding cache and go through the exported model's head
 (`head_probabilities`). A sample of raw descriptions also goes through `serving_default`, exactly as
 TensorFlow Serving will call it, and must give the same probabilities: what was scored is what will be
 served. The baselines (see `baselines`) are fitted on the same train split and scored on the same test
-split; their TF-IDF uses the model's own vocabulary and IDF (`_baseline_vectorizer`).
+split; their TF-IDF uses the model's own vocabulary and IDF (`_baseline_vectorizer`), and their fit
+starts from the served version's weights. The served model (the champion) is scored on the same chunks
+for the model gate (`champion.ChampionScorer`).
 
 Memory does not grow with the test split: it is read from the Parquet file and scored CHUNK_ROWS movies
 at a time, each chunk's vectors read from the cache shard by shard (`EmbeddingCache.lookup`); only the
 probabilities and labels (a few floats a movie) are kept for the metrics.
 
 Writes `metrics.json` (scored by `metrics`: micro and macro ROC AUC; per genre the AUC and precision /
-recall / F1 at 0.5 and at the model's tuned threshold; the baselines' AUCs, how each was fitted, and the
-model's margin over the best; the model's predictions for the blog post's three descriptions, which the
-report shows), `predictions.npz` (test labels and every model's probabilities, for the report) and
-`baselines.npz` (the baselines' weights, which promotion publishes with the version).
+recall / F1 at 0.5 and at the model's tuned threshold; the baselines' AUCs, how each was fitted and
+from which weights, and the model's margin over the best; the champion's AUCs; the model's predictions
+for the blog post's three descriptions, which the report shows), `predictions.npz` (test labels and
+every model's probabilities, for the report) and `baselines.npz` (the baselines' weights, which
+promotion publishes with the version).
 """
 
 from __future__ import annotations
@@ -80,22 +83,22 @@ def evaluate_model(
     from tasks.model.features import baseline_tfidf
     from tasks.tensorflow_runtime import tf
 
-    served = ModelRegistry(served_dir) if served_dir else None
+    served = ModelRegistry(served_dir) if served_dir is not None else None
     embedder = ModuleEmbedder(embedding_module)
     embedding_stats: Counter[str] = Counter()
-    last_baselines = served.serving_file(BASELINES_FILE) if served else None
+    last_baselines = served.serving_file(BASELINES_FILE) if served is not None else None
     baselines, vectorizer, genres = _fitted_baselines(
         model_dir, prepared_dir, embedder, cache, embedding_stats, last_baselines
     )
     exported = tf.saved_model.load(str(model_dir))
-    champion = ChampionScorer(served, genres, cache.module_fingerprint) if served else None
+    champion = ChampionScorer(served, genres, cache.module_fingerprint) if served is not None else None
     scored: dict[str, list[np.ndarray]] = defaultdict(list)
     for texts, chunk_labels in _test_chunks(prepared_dir, genres):
         vectors = _vectors(texts, embedder, cache, embedding_stats)
         probabilities = head_probabilities(exported, texts, vectors)
         if not scored:
             check_serving_parity(exported, texts[:PARITY_SAMPLE], probabilities[:PARITY_SAMPLE])
-        if champion:
+        if champion is not None:
             champion.add(texts, vectors)
         scored["labels"].append(chunk_labels)
         scored[MODEL].append(probabilities)
@@ -117,7 +120,8 @@ def evaluate_model(
         "auc_micro": metrics["auc_micro"] - best[1]["auc_micro"],
     }
     metrics["baseline_fits"] = baselines.fits
-    metrics["champion"] = champion.entry(labels) if champion else None
+    metrics["baselines_started_from"] = str(last_baselines) if last_baselines else None
+    metrics["champion"] = champion.entry(labels) if champion is not None else None
     metrics["embeddings"] = dict(embedding_stats)
     # Scored here, where the export is loaded, so the report needs no TensorFlow.
     metrics["article_predictions"] = [

@@ -6,9 +6,9 @@ Two tests, both on the gate metric over this run's test split:
   served model, or one that predicts other genres, the threshold alone decides, and the decision says so.
 
 Evaluate scored the champion on the same test chunks (`champion.ChampionScorer`, `metrics.json`
-`champion`), so the gate reads numbers and imports no TensorFlow. It checks that the version evaluate
-compared with is still the one served, and blocks promotion (`ChampionError`) when evaluate could not
-load or call it.
+`champion`), so the gate reads numbers and imports no TensorFlow. It fails when the version evaluate
+compared with is no longer the one served, and blocks promotion (`ChampionError`) when evaluate could
+not load or call it; either way, clearing evaluate scores the served version again.
 
 The decision, with both scores, is added to `metrics.json`.
 """
@@ -32,8 +32,20 @@ def check_model_gate(
     """Decide on the challenger whose metrics (and its champion's) are in `metrics_path`; raise
     `ModelGateError` if it fails."""
     metrics = read_json(metrics_path)
-    champion = champion_to_beat(metrics.get("champion"), ModelRegistry(served_dir).serving_version(), metric)
-    decision = decide(metric, metrics.get(metric), threshold, champion, max_drop)
+    scored, value = metrics.get("champion"), metrics.get(metric)
+    stale = stale_champion(scored, ModelRegistry(served_dir).serving_version())
+    if stale is None:
+        decision = decide(metric, value, threshold, champion_to_beat(scored, metric), max_drop)
+    else:
+        decision = {
+            "metric": metric,
+            "challenger": value,
+            "threshold": threshold,
+            "max_auc_drop": max_drop,
+            "champion": None,
+            "passed": False,
+            "reason": stale,
+        }
     write_json(metrics_path, {**metrics, "gate": decision})
     log.info("model gate: %s", decision["reason"])
     if not decision["passed"]:
@@ -41,15 +53,21 @@ def check_model_gate(
     return decision
 
 
-def champion_to_beat(scored: dict[str, Any] | None, served_version: int | None, metric: str) -> dict[str, Any] | None:
-    """The champion as the decision names it ({version, value, scoring} or {version, value: None, note}),
-    from evaluate's entry `scored`, if that is still the served version; None if nothing is served."""
+def stale_champion(scored: dict[str, Any] | None, served_version: int | None) -> str | None:
+    """Why evaluate's champion entry `scored` is not the served version's, or None if it is."""
     scored_version = scored["version"] if scored else None
-    if scored_version != served_version:
-        raise ModelGateError(
-            f"evaluate compared the challenger with served version {scored_version}, but version "
-            f"{served_version} is served now (published or rolled back since): run again to compare with it"
-        )
+    if scored_version == served_version:
+        return None
+    return (
+        f"evaluate compared the challenger with served version {scored_version}, but version {served_version} "
+        "is served now (published or rolled back since): clear evaluate to compare with it"
+    )
+
+
+def champion_to_beat(scored: dict[str, Any] | None, metric: str) -> dict[str, Any] | None:
+    """The champion as the decision names it ({version, value, scoring} or {version, value: None, note}),
+    from evaluate's entry `scored`; None if nothing is served. `ChampionError` if evaluate could not load
+    or call it."""
     if scored is None:
         return None
     if "error" in scored:

@@ -2,7 +2,7 @@
 decision threshold, and per-genre thresholds tuned for F1.
 
 Light on purpose (numpy and scikit-learn, no TensorFlow): training tunes thresholds with it, evaluation
-and the champion gate score with it, and `predict` needs only the default threshold.
+scores the challenger and the champion with it, and `predict` needs only the default threshold.
 """
 
 from __future__ import annotations

@@ -86,10 +86,9 @@ def test_weekly_life_champion_challenger_and_rollback(dag, dirs, inbox, sample_c
     assert comparison["challenger"] >= comparison["champion"]["value"], "five more epochs from the champion's weights"
     assert week_2["stages"]["train"]["warm_start_from"] == str(served / "1")
     assert week_2["stages"]["train"]["warm_starts"] == 1
-    week_2_run = max((dirs["artifacts"] / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
-    fits = json.loads((week_2_run / "metrics.json").read_text())["baseline_fits"]
-    assert (served / "1" / "baselines.npz").is_file(), "week 1's baselines were published with it"
-    assert all(fit["warm_start"] for fit in fits.values()), "fitted from week 1's weights (same vocabulary, module)"
+    week_2_metrics = json.loads(Path(week_2["metrics"]["path"]).read_text())
+    assert week_2_metrics["baselines_started_from"] == str(served / "1" / "baselines.npz"), "published with week 1"
+    assert all(fit["warm_start"] for fit in week_2_metrics["baseline_fits"].values()), "same vocabulary and module"
 
     worse = _run(dag, {**conf, "epochs": 1, "learning_rate": 1e-5, "auc_threshold": 0.0, "max_warm_starts": 0})
     assert worse["run"] == "failed" and worse["gate"] == "failed" and worse["promote"] == "upstream_failed"
@@ -108,6 +107,7 @@ def test_weekly_life_champion_challenger_and_rollback(dag, dirs, inbox, sample_c
     assert str(rollback.test(run_conf={"version": 1, "reason": "week 2 misbehaves"}).state) == "success"
     manifest = json.loads((served / "3" / "manifest.json").read_text())
     assert manifest["rollback_of"] == 1
+    assert (served / "3" / "baselines.npz").is_file(), "the rollback copy brings version 1's baselines"
     history = [json.loads(line) for line in (served / "history.jsonl").read_text().splitlines()]
     assert [(e["event"], e["version"]) for e in history] == [("promote", 1), ("promote", 2), ("rollback", 3)]
     assert history[-1]["reason"] == "week 2 misbehaves" and history[-1]["by"].startswith("dag_run:")

@@ -81,8 +81,10 @@ def test_weights_of_other_features_or_genres_are_not_started_from(tmp_path: Path
     assert new_vocabulary.fits[TFIDF]["warm_start"] is False and new_vocabulary.fits[EMBEDDING]["warm_start"]
     assert load_start(saved, ["Action", "Comedy", "Horror"]) == {}
     assert load_start(None, GENRES) == {} and load_start(tmp_path / "absent.npz", GENRES) == {}
-    saved.write_bytes(b"not an npz")
-    assert load_start(saved, GENRES) == {}
+    whole = saved.read_bytes()
+    for damaged in (b"not an npz", b"", whole[: len(whole) // 2]):  # garbage, empty, truncated by a full disk
+        saved.write_bytes(damaged)
+        assert load_start(saved, GENRES) == {}
 
 
 def test_weights_of_another_width_are_not_started_from() -> None:
@@ -100,3 +102,22 @@ def test_a_genre_with_one_class_in_the_train_split_is_predicted_as_that_class() 
     for name in (TFIDF, EMBEDDING, "baseline_average"):
         assert np.all(probabilities[name][:, 0] == 0.0) and np.all(probabilities[name][:, 2] == 1.0)
         assert np.all((probabilities[name][:, 1] > 0) & (probabilities[name][:, 1] < 1))
+
+
+def test_a_genre_with_one_class_last_week_starts_from_zero_this_week(tmp_path: Path) -> None:
+    """Last week's constant genre has no weights to start from (±inf intercept): this week it is fitted
+    from zero, the other genres from last week's weights, and it scores as a cold fit does."""
+    tfidf, vectors, labels = _rows(1_000, seed=6)
+    last_week = labels.copy()
+    last_week[:, 1] = 0.0
+    _fit(tfidf, vectors, last_week).save(tmp_path / "baselines.npz", GENRES)
+    start = load_start(tmp_path / "baselines.npz", GENRES)
+    assert start[TFIDF].intercept[1] == -np.inf
+
+    warm, cold = _fit(tfidf, vectors, labels, start=start), _fit(tfidf, vectors, labels)
+    assert warm.fits[TFIDF]["warm_start"] and np.isfinite(warm.tfidf.intercept).all()
+    warm_p, cold_p = warm.probabilities(tfidf, vectors), cold.probabilities(tfidf, vectors)
+    for name in cold_p:
+        assert roc_auc_score(labels[:, 1], warm_p[name][:, 1]) == pytest.approx(
+            roc_auc_score(labels[:, 1], cold_p[name][:, 1]), abs=1e-4
+        )

@@ -106,10 +106,14 @@ def test_a_champion_of_other_genres_is_not_comparable(
 def test_a_champion_that_fails_when_called_is_recorded_as_an_error(
     served_glove: Path, prepared_sample: Path, glove_cache: EmbeddingCache
 ) -> None:
-    """Vectors of the wrong width: the signature refuses them, and the entry says promotion is blocked."""
+    """A first chunk scored, then vectors of the wrong width: the signature refuses them, and the entry
+    says promotion is blocked (no AUC from the chunks that were scored)."""
     texts, labels, genres = read_split(prepared_sample, "test")
     scorer = ChampionScorer(ModelRegistry(served_glove), genres, "glove")
-    scorer.add(texts[:5], np.zeros((5, 7), dtype=np.float32))
+    found = glove_cache.lookup([text_key(text) for text in texts[:5]])
+    scorer.add(texts[:5], np.stack([found[text_key(text)] for text in texts[:5]]))
+    assert len(scorer.chunks) == 1
+    scorer.add(texts[5:10], np.zeros((5, 7), dtype=np.float32))
     entry = scorer.entry(labels)
     assert entry is not None and entry["version"] == 1
     assert "cannot be loaded or called" in entry["error"] and "promotion is blocked" in entry["error"]
@@ -135,7 +139,9 @@ def test_an_unloadable_champion_is_recorded_and_stays_as_it_was(tmp_path: Path, 
     entry = scorer.entry(np.zeros((1, len(DEFAULT_GENRES)), dtype=np.float32))
     assert entry is not None and set(entry) == {"version", "error"}
     assert f"version 1 in {version}, cannot be loaded or called" in entry["error"]
-    assert entry["error"].endswith("promotion is blocked until it is repaired or rolled back")
+    assert entry["error"].endswith(
+        "promotion is blocked until it is repaired or rolled back, then evaluate is cleared to score it again"
+    )
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in version.rglob("*") if p.is_file()} == before
 
 

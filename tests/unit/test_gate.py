@@ -76,9 +76,14 @@ def test_a_champion_evaluate_could_not_score_blocks_the_gate(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(("scored", "served"), [(None, 1), (1, None), (1, 2)])
 def test_a_version_published_since_evaluate_ran_fails_the_gate(tmp_path: Path, scored, served) -> None:
-    """The gate compares with the version served now, or says to run again; it never passes on stale scores."""
+    """The gate compares with the version served now, or fails saying so (a decision the report and the
+    alert read); it never passes on stale scores."""
     if served is not None:
         _served_version(tmp_path / "served", served)
     champion = {"version": scored, "auc_micro": 0.5, "auc_macro": 0.5, "scoring": {}} if scored else None
-    with pytest.raises(ModelGateError, match=f"served version {scored}, but version {served} is served now"):
+    reason = f"served version {scored}, but version {served} is served now"
+    with pytest.raises(ModelGateError, match=reason):
         _gate_on(tmp_path, champion)
+    decision = json.loads((tmp_path / "metrics.json").read_text())["gate"]
+    assert decision["passed"] is False and reason in decision["reason"]
+    assert "clear evaluate to compare with it" in decision["reason"]

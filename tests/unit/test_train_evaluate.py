@@ -53,6 +53,20 @@ def test_export_serves_raw_strings(trained: dict) -> None:
     assert trained["validation_rows"] > 0 and 1 <= trained["best_epoch"] <= trained["epochs_run"]
 
 
+def test_the_export_holds_its_signatures_without_kerass_layer_traces(trained: dict) -> None:
+    """Saved with save_traces=False: no `*_layer_call_fn` per layer (only Keras's loader reads them, and
+    they doubled the export's time), while both signatures are there."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((Path(trained["model_path"]) / "saved_model.pb").read_bytes())
+    (meta_graph,) = proto.meta_graphs
+    functions = [function.signature.name for function in meta_graph.graph_def.library.function]
+    assert functions and not [name for name in functions if "layer_call" in name]
+    assert set(meta_graph.signature_def) == {"serving_default", "__saved_model_init_op"}
+    assert any("head_probabilities" in name for name in functions)
+
+
 def test_evaluate_writes_metrics(trained: dict, prepared_sample: Path, glove_module: str, cache, tmp_path) -> None:
     summary = evaluate_model(Path(trained["model_path"]), prepared_sample, tmp_path, glove_module, cache)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
