@@ -354,7 +354,7 @@ def export_serving_model(
         serving.labels = tf.saved_model.Asset(str(labels_path))
         serving.thresholds = tf.saved_model.Asset(str(thresholds_path))
         # Without Keras's traces of every layer's call functions, which only Keras's loader reads: the export
-        # takes 0.8-0.9 s instead of 1.5-2.2 s (at 50,000 movies) and loads faster; the signatures and their
-        # probabilities are the same (TensorFlow Serving and tf.saved_model.load read only those).
+        # takes 0.8-0.9 s instead of 1.5-2.2 s (at 50,000 movies); the signatures and their probabilities are
+        # the same (TensorFlow Serving and tf.saved_model.load read only those).
         with keras_option_scope(save_traces=False):
             tf.saved_model.save(serving, str(out_dir), signatures={SERVING_SIGNATURE: serve})
