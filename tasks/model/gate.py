@@ -36,16 +36,8 @@ def check_model_gate(
     stale = stale_champion(scored, ModelRegistry(served_dir).serving_version())
     if stale is None:
         decision = decide(metric, value, threshold, champion_to_beat(scored, metric), max_drop)
-    else:
-        decision = {
-            "metric": metric,
-            "challenger": value,
-            "threshold": threshold,
-            "max_auc_drop": max_drop,
-            "champion": None,
-            "passed": False,
-            "reason": stale,
-        }
+    else:  # the same record as any decision, failed for that reason alone
+        decision = {**decide(metric, value, threshold, None, max_drop), "passed": False, "reason": stale}
     write_json(metrics_path, {**metrics, "gate": decision})
     log.info("model gate: %s", decision["reason"])
     if not decision["passed"]:
