@@ -5,7 +5,7 @@ the CeleryExecutor, `airflow celery worker` processes, each a separate process g
 its own in the local PostgreSQL (127.0.0.1:5432, user postgres) and, for Celery, a key prefix of its own
 in the local Redis (127.0.0.1:6379). It yields an `AirflowCluster` that talks to the REST API as the UI
 does, and on exit stops what it started, drops its database, deletes its Redis keys and removes its
-AIRFLOW_HOME, even when the test failed.
+AIRFLOW_HOME, even when the test failed (keeping its logs first, in artifacts/test-cluster-logs/).
 
 It also reads what a person reads in the UI (`task_log`: a task's log line by line with its level; a
 task's tries; the audit log), and injects faults: `wait_for_running_on_worker` + `kill_worker` SIGKILL
@@ -55,6 +55,7 @@ STARTUP_TIMEOUT = 240
 STOP_TIMEOUT = 30
 COMMAND_TIMEOUT = 600
 POLL_SECONDS = 2
+KEPT_LOGS = PROJECT_ROOT / "artifacts" / "test-cluster-logs"  # a failed cluster's logs (keep_logs)
 
 
 class ClusterError(RuntimeError):
@@ -422,6 +423,20 @@ class AirflowCluster:
     def worker(self, name: str) -> Process:
         return next(p for p in self.processes if p.name == name and name in self.worker_names)
 
+    def wait_for_worker_exit_seen(self, dag_id: str, run_id: str, task_id: str, timeout: float = 60) -> None:
+        """Wait until the scheduler has read the executor's report that the worker of the task instance's
+        current try exited (its "TaskInstance Finished" line), e.g. after the task parked for a person's
+        input. Airflow 3.3.0 fails a resumed task instance "killed externally" when that report arrives
+        after the resume was queued (apache/airflow#67287, #72716): see README, Approval before promotion."""
+        seen = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id},"
+        wait_until(
+            lambda: seen in self.component_log("scheduler"),
+            timeout,
+            f"the scheduler to see {task_id}'s worker exit in {run_id}",
+            self.check_alive,
+            poll=0.5,
+        )
+
     def wait_for_running_on_worker(
         self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, timeout: float = STARTUP_TIMEOUT
     ) -> tuple[Process, dict[str, Any]]:
@@ -569,6 +584,16 @@ def _start_workers(cluster: AirflowCluster, env: Mapping[str, str], log_dir: Pat
         )
 
 
+def keep_logs(home: Path) -> Path:
+    """Copy a failed cluster's process logs and task logs out of its AIRFLOW_HOME, which is removed on
+    exit, to artifacts/test-cluster-logs/ (gitignored); the copy's path."""
+    kept = KEPT_LOGS / home.name
+    for folder in ("process-logs", "logs"):
+        if (home / folder).is_dir():
+            shutil.copytree(home / folder, kept / folder, dirs_exist_ok=True)
+    return kept
+
+
 def _wait_for_api(cluster: AirflowCluster) -> None:
     def answers() -> bool:
         try:
@@ -634,6 +659,7 @@ def airflow_cluster(
             yield cluster
         except BaseException:
             print(f"Airflow cluster logs (tails):\n{cluster.logs()}")
+            print(f"Airflow cluster logs (whole, and the task logs): {keep_logs(home)}")
             raise
 
 
