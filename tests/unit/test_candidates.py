@@ -31,7 +31,7 @@ def _serve(served: Path, version: int, **record) -> Path:
 
 def test_without_a_served_model_every_candidate_trains_from_scratch(tmp_path: Path) -> None:
     planned = plan_candidates(_config(tmp_path), tmp_path / "served", "fp")
-    assert planned == [{"index": 0, "wide": True}, {"index": 1, "wide": False}]
+    assert planned == [{"index": 0, "wide": True}, {"index": 1, "wide": False, "learning_rate": 0.006}]
 
 
 def test_a_compatible_served_model_is_fine_tuned_alone(tmp_path: Path) -> None:
