@@ -45,14 +45,12 @@ venv: $(BIN)/.installed
 
 # Run the retraining DAG once, now, through Airflow (`airflow dags test`). Params: CONF='{"epochs": 5}'.
 # One line per stage, then a summary (orchestration/run_console.py); Airflow's own log goes to RUN_LOG.
+# Then the served model's genres for the blog post's three descriptions (`python -m tasks predict`).
 RUN_LOG ?= $(AIRFLOW_HOME)/make-run.log
 run: venv
 	@$(BIN)/python -m orchestration.run_console --conf '$(or $(CONF),{})' --log "$(RUN_LOG)"
 	@echo
-	@$(BIN)/python -m tasks predict \
-	  "An examination of our dietary choices and the food we put in our bodies. Based on Jonathan Safran Foer's memoir." \
-	  "A teenager tries to survive the last week of her disastrous eighth-grade year before leaving to start high school." \
-	  "Ethan Hunt and his IMF team, along with some familiar allies, race against time after a mission gone wrong."
+	@$(BIN)/python -m tasks predict
 
 # The Airflow UI without Docker: `airflow standalone` (api-server, scheduler, dag-processor, triggerer;
 # SQLite in $(AIRFLOW_HOME)) with this repo's DAGs and `make run`'s environment. make ui UI_PORT=8081.

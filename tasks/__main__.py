@@ -1,6 +1,6 @@
 """Command line of the pipeline's tools.
 
-python -m tasks predict "a description" …     top genres from the served model
+python -m tasks predict ["a description" …]   top genres from the served model (default: the blog's three)
 python -m tasks models                        promoted versions, their metrics, which is served
 python -m tasks rollback [--to N]             re-publish version N (default: the previous one) as the newest
 python -m tasks build-embedding-module use-m3|glove-6b-50d OUT_DIR
@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="top genres for each description, from the served model")
-    predict.add_argument("descriptions", nargs="+")
+    predict.add_argument(
+        "descriptions", nargs="*", help="movie descriptions (none: the three the TensorFlow blog post predicts)"
+    )
     predict.add_argument("--top", type=int, default=2)
     commands.add_parser("models", help="list promoted versions")
     rollback = commands.add_parser("rollback", help="re-publish an earlier version as the newest")
@@ -53,10 +55,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> None:
     if args.command == "predict":
+        from tasks.model.evaluate import ARTICLE_DESCRIPTIONS
         from tasks.model.predict import predict_genres
 
-        predictions = predict_genres(args.descriptions, settings.served_model_dir, args.top)
-        for description, prediction in zip(args.descriptions, predictions, strict=True):
+        descriptions = args.descriptions or list(ARTICLE_DESCRIPTIONS)
+        predictions = predict_genres(descriptions, settings.served_model_dir, args.top)
+        for description, prediction in zip(descriptions, predictions, strict=True):
             print(description)
             for genre, probability in prediction.top:
                 print(f"  {genre}: {probability:.3f}")

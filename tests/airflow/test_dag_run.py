@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tasks.model.evaluate import ARTICLE_DESCRIPTIONS
 from tests.airflow.dag_runs import alert_texts as _alert_texts
 from tests.airflow.dag_runs import run_dag as _run
 from tests.sample_data import PROJECT_ROOT
@@ -66,6 +67,15 @@ def test_run_promotes_a_model_that_serves_raw_strings(dag, dirs, sample_csv: Pat
     assert predicted.splitlines()[0] == "Aliens invade Earth and a soldier fights back."
     assert len([line for line in predicted.splitlines() if line.startswith("  ") and ": 0." in line]) == 2
     assert predicted.splitlines()[3].startswith("  predicted genres: ")
+
+    by_default = subprocess.run(  # what `make run` prints at its end
+        [sys.executable, "-m", "tasks", "predict"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "GENRE_MODEL_DIR": str(dirs["models"])},
+    ).stdout.splitlines()
+    assert by_default[::4] == list(ARTICLE_DESCRIPTIONS), "the blog post's three, each with two genres and a verdict"
 
 
 def test_weekly_life_champion_challenger_and_rollback(dag, dirs, inbox, sample_csv: Path, glove_module: str):
