@@ -60,6 +60,10 @@ ARCHITECTURE_FIELDS = ("wide", "hidden_units", "dropout", "vocabulary_size")
 WIDE_INPUT = "tfidf"  # the trainer's sparse input: the head's vectorizer output, computed ahead
 PREDICT_BATCH_SIZE = 1024
 WARM_START_PATIENCE = 2  # a fine-tuned head starts near its best: stop soon after it stops improving
+# Training steps per call into the compiled train function: the same steps on the same batches, with Keras's
+# per-call work paid once per 16. The deep candidate's epoch at 50,000 rows took 0.26-0.32 s instead of
+# 0.32-0.37 s on a 2-core AMD EPYC (no gain on a 2-core Xeon with AMX).
+STEPS_PER_EXECUTION = 16
 
 
 @dataclass(frozen=True)
@@ -303,6 +307,7 @@ def sparse_trainer(head: tf_keras.Model, learning_rate: float) -> tf_keras.Model
         optimizer=tf_keras.optimizers.Adam(learning_rate),
         loss="binary_crossentropy",
         metrics=[tf_keras.metrics.AUC(name="auc_micro")],
+        steps_per_execution=STEPS_PER_EXECUTION,
     )
     return trainer
 
