@@ -338,9 +338,10 @@ class RunConfig:
         description="Most training epochs; early stopping on the validation split usually ends sooner.",
     )
     # batch_size 512 and learning_rate 0.003 (with early-stopping patience 3, tasks/model/train.py) were
-    # measured against 64 / 0.001 / 8: both default candidates, cold, 50,000 rows, 2 cores: 39 s instead
-    # of 264 s (sparse TF-IDF input in both), test micro-AUC 0.8692 vs 0.8703 at 50k and 0.8903 vs
-    # 0.8910 on the shared sample. Larger batches need the larger rate to converge in as few epochs.
+    # measured against 64 / 0.001 / 8, with both candidates (wide, deep) at that rate: cold, 50,000 rows,
+    # 2 cores, 39 s instead of 264 s (sparse TF-IDF input in both), test micro-AUC 0.8692 vs 0.8703 at 50k
+    # and 0.8903 vs 0.8910 on the shared sample. Larger batches need the larger rate to converge in as few
+    # epochs.
     batch_size: int = param(
         default=512,
         type="integer",

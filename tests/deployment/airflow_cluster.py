@@ -424,10 +424,10 @@ class AirflowCluster:
         return next(p for p in self.processes if p.name == name and name in self.worker_names)
 
     def wait_for_worker_exit_seen(self, dag_id: str, run_id: str, task_id: str, timeout: float = 60) -> None:
-        """Wait until the scheduler has read the executor's report that the worker of the task instance's
-        current try exited (its "TaskInstance Finished" line), e.g. after the task parked for a person's
-        input. Airflow 3.3.0 fails a resumed task instance "killed externally" when that report arrives
-        after the resume was queued (apache/airflow#67287, #72716): see README, Approval before promotion."""
+        """Wait until the scheduler has read the executor's report that the task instance's worker exited
+        (its "TaskInstance Finished" line), e.g. after the task parked for a person's input; for a task run
+        once in the run. Airflow 3.3.2 fails a resumed task instance as if killed externally when that report
+        arrives after the resume was queued (apache/airflow#67287, #72716): README, Approval before promotion."""
         seen = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id},"
         wait_until(
             lambda: seen in self.component_log("scheduler"),
@@ -584,14 +584,20 @@ def _start_workers(cluster: AirflowCluster, env: Mapping[str, str], log_dir: Pat
         )
 
 
-def keep_logs(home: Path) -> Path:
+def keep_logs(home: Path) -> str:
     """Copy a failed cluster's process logs and task logs out of its AIRFLOW_HOME, which is removed on
-    exit, to artifacts/test-cluster-logs/ (gitignored); the copy's path."""
+    exit, to artifacts/test-cluster-logs/ (gitignored); where they went, or why not. Never raises: the
+    test's own failure is the one to report."""
     kept = KEPT_LOGS / home.name
+    copied = []
     for folder in ("process-logs", "logs"):
         if (home / folder).is_dir():
-            shutil.copytree(home / folder, kept / folder, dirs_exist_ok=True)
-    return kept
+            try:  # Airflow may still be writing (or removing) files while the copy runs
+                shutil.copytree(home / folder, kept / folder, symlinks=True, dirs_exist_ok=True)
+                copied.append(folder)
+            except OSError as err:
+                return f"not all kept ({folder}: {err}); {kept}"
+    return str(kept) if copied else f"no logs in {home}"
 
 
 def _wait_for_api(cluster: AirflowCluster) -> None:
