@@ -60,9 +60,9 @@ ARCHITECTURE_FIELDS = ("wide", "hidden_units", "dropout", "vocabulary_size")
 WIDE_INPUT = "tfidf"  # the trainer's sparse input: the head's vectorizer output, computed ahead
 PREDICT_BATCH_SIZE = 1024
 WARM_START_PATIENCE = 2  # a fine-tuned head starts near its best: stop soon after it stops improving
-# Training steps per call into the compiled train function: the same steps on the same batches, with Keras's
-# per-call work paid once per 16. The deep candidate's epoch at 50,000 rows took 0.26-0.32 s instead of
-# 0.32-0.37 s on a 2-core AMD EPYC (no gain on a 2-core Xeon with AMX).
+# Steps per call into Keras's compiled functions (training, validation, prediction): the same steps on the
+# same batches, with Keras's per-call work paid once per 16. The deep candidate's epoch at 50,000 rows took
+# 0.26-0.32 s instead of 0.32-0.37 s on a 2-core AMD EPYC (no gain on a 2-core Xeon with AMX).
 STEPS_PER_EXECUTION = 16
 
 
