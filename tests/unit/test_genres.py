@@ -12,6 +12,8 @@ from tasks.data.genres import GenreParseError, parse_genres
         ("[]", []),
         ("", []),
         ("  [{'id': 1, 'name': ' Horror '}]  ", ["Horror"]),
+        ("[{'id': 10751, 'name': 'Family'}, {'id': 878, 'name': \"Children's\"}]", ["Family", "Children's"]),
+        ("[{'id': 16, 'name': 'Tab\\there'}]", ["Tab\there"]),
     ],
 )
 def test_parses_python_literals_and_json(text: str, expected: list[str]) -> None:
@@ -25,6 +27,8 @@ def test_parses_python_literals_and_json(text: str, expected: list[str]) -> None
         "[{'id': 16, 'name': 'Animation'}",
         "{'name': 'Comedy'}",
         "[{'id': 16}]",
+        "[{'id': 016, 'name': 'Animation'}]",
+        "[{'id': 16, 'name': '  '}]",
         "[42]",
         "not a list",
         "[" * 5000 + "]" * 5000,

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +34,17 @@ def test_genre_parser_returns_names_or_a_parse_error(text: str) -> None:
     except GenreParseError:
         return
     assert all(isinstance(name, str) and name and name == name.strip() for name in names)
+
+
+@given(st.lists(genre_dict, max_size=5))
+def test_the_files_own_literals_read_as_literal_eval_reads_them(genres: list[dict]) -> None:
+    # The regex path for Python's repr of the list must agree with the general one on every name repr writes.
+    names = [str(genre["name"]).strip() for genre in genres]
+    if not all(names):
+        with pytest.raises(GenreParseError):
+            parse_genres(repr(genres))
+    else:
+        assert parse_genres(repr(genres)) == names
 
 
 row = st.tuples(
