@@ -3,10 +3,10 @@
     python -m bench.run [--repeats 3] [--sizes 10000 50000 200000] [--out BENCHMARKS.md]
 
 Builds the embedding module once (a one-off cost, reported apart), then runs, in this order: DAG parse,
-embedding throughput, Airflow against direct, scale, and warm against cold (which reuses the cold runs
-of the two before). Raw figures go to `<out>.json` after each benchmark; `--render` rewrites the
-Markdown from that file without measuring again; `--scale-only` measures the scale benchmark again
-into it.
+embedding throughput, Airflow against direct, scale, warm against cold (which reuses the cold runs
+of the two before), and the warm run's floor of imports. Raw figures go to `<out>.json` after each
+benchmark; `--render` rewrites the Markdown from that file without measuring again; `--scale-only`,
+`--warm-only` and `--floors-only` measure one benchmark again into it.
 
 The goals table sets each figure beside its goal and, where issue 15 set one, the figure the issue
 started from ("today"); the scale section adds the head's training time against its FLOP limit
@@ -28,6 +28,7 @@ from typing import Any
 
 from bench.bench_airflow import measure_overhead
 from bench.bench_embedding import measure_embedding
+from bench.bench_floors import WARM_TENSORFLOW_STAGES, measure_floors
 from bench.bench_parse import measure_parse
 from bench.bench_retrain import goal_ratio, measure_warm
 from bench.bench_scale import (
@@ -77,6 +78,8 @@ def measure_all(out: Path, repeats: int, sizes: tuple[int, ...]) -> dict[str, An
             csv, cold = scale_runs[50_000]
             results["warm"].append(measure_warm(module, csv, work / "warm-50k", 1, [cold], isolate=True))
             save()
+        results["floors"] = measure_floors(module)
+        save()
     results["seconds"] = time.perf_counter() - started
     save()
     return results
@@ -103,6 +106,17 @@ def remeasure_scale(out: Path, sizes: tuple[int, ...]) -> dict[str, Any]:
         module = ensure_default_module(Path(scratch) / "modules")["path"]
         results["scale"], _ = measure_scale(module, Path(scratch) / "scale", sizes)
     results["scale"]["commit"] = _commit()
+    raw.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return results
+
+
+def remeasure_floors(out: Path) -> dict[str, Any]:
+    """Measure the warm run's floor of imports again into an earlier run's figures; its commit is noted."""
+    raw = out.with_suffix(".json")
+    results = json.loads(raw.read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        module = ensure_default_module(Path(scratch) / "modules")["path"]
+        results["floors"] = {**measure_floors(module), "commit": _commit()}
     raw.write_text(json.dumps(results, indent=1), encoding="utf-8")
     return results
 
@@ -134,6 +148,7 @@ def render(results: dict[str, Any]) -> str:
         *_airflow_section(results["airflow"]),
         *_scale_section(results["scale"]),
         *_warm_section(results["warm"]),
+        *_floors_section(results.get("floors"), results["warm"]),
     ]
     if FINDINGS.is_file():
         lines += ["", FINDINGS.read_text(encoding="utf-8").strip()]
@@ -436,6 +451,35 @@ def _warm_section(warm_runs: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _floors_section(floors: dict[str, Any] | None, warm_runs: list[dict[str, Any]]) -> list[str]:
+    """The imports a warm run pays whatever its stages do (`bench/bench_floors.py`), against each cold run."""
+    if floors is None:
+        return []
+    seconds, imports = floors["seconds"], floors["imports"]
+    lines = [
+        f"## Warm floor: imports in fresh processes ({floors['repeats']} runs each"
+        + (f", measured at commit `{floors['commit']}`)" if "commit" in floors else ")"),
+        "",
+        f"Importing TensorFlow as a stage does: {imports['tensorflow']:.2f} s; Great Expectations: "
+        f"{imports['great_expectations']:.2f} s (each over a bare interpreter's {seconds['interpreter']:.2f} s); "
+        f"the serving check's fresh interpreter, at the least (TensorFlow and the embedding module loaded): "
+        f"{seconds['serving_interpreter']:.2f} s. A warm run imports TensorFlow in "
+        f"{', '.join(WARM_TENSORFLOW_STAGES)} (once in all when the run is one process), Great Expectations in "
+        "validate, and starts the serving check's interpreter.",
+        "",
+        "| warm run | floor s | cold s | floor / cold | goal (warm / cold) | left for the work |",
+        "|---|---|---|---|---|---|",
+    ]
+    for warm in warm_runs:
+        floor = floors["floors"]["process_per_stage" if warm.get("isolated_stages") else "one_process"]
+        cold, goal = warm["cold"]["seconds"], warm["goal_ratio"]
+        lines.append(
+            f"| {warm['rows']} | {floor:.1f} | {cold:.1f} | {floor / cold:.2f} | ≤ {goal:.2f} | "
+            f"{goal * cold - floor:.1f} s |"
+        )
+    return [*lines, ""]
+
+
 def _unchanged_lines(warm: dict[str, Any]) -> list[str]:
     if "unchanged" not in warm:
         return []
@@ -458,6 +502,7 @@ def main() -> None:
     parser.add_argument(
         "--warm-only", action="store_true", help="measure only warm against cold on the shared sample again"
     )
+    parser.add_argument("--floors-only", action="store_true", help="measure only the warm run's floor again")
     args = parser.parse_args()
     if args.render:
         results = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
@@ -465,6 +510,8 @@ def main() -> None:
         results = remeasure_scale(args.out, tuple(args.sizes))
     elif args.warm_only:
         results = remeasure_warm(args.out, args.repeats)
+    elif args.floors_only:
+        results = remeasure_floors(args.out)
     else:
         results = measure_all(args.out, args.repeats, tuple(args.sizes))
     markdown = render(results)
