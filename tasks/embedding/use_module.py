@@ -39,9 +39,10 @@ How it runs fast on a CPU (the numbers are in bench/bench_embedding.py's output)
 - step 5 never builds the 1,280-wide normalised rows: per-piece mean and scale come from per-part sums, and the
   per-sentence sums are segment sums of each part;
 - the big products (step 3's projection, both convolutions of step 4: about 95% of the FLOPs) multiply bfloat16
-  inputs, which oneDNN runs on AVX-512 BF16 dot products with float32 accumulation; layer norms, residual sums,
-  pooling, the DNN and the normalisation stay float32 (cosine to the numpy reference >= 0.99998). Without
-  oneDNN (TF_ENABLE_ONEDNN_OPTS=0) the same graph runs, on slower kernels;
+  inputs, which oneDNN runs on AVX-512 BF16 dot products with float32 accumulation; the first convolution's
+  window sums add its bfloat16 products; layer norms, residual sums, pooling, the DNN and the normalisation stay
+  float32 (cosine to the numpy reference >= 0.99998). Without oneDNN (TF_ENABLE_ONEDNN_OPTS=0) the same graph
+  runs, on slower kernels;
 - a call's flat rows, distinct ids and sentences are padded to bucket sizes (`BUCKETS`), so oneDNN, which keeps
   primitives and memory per input shape, meets a handful of shapes instead of one per call.
 """
@@ -73,11 +74,12 @@ _CNN_DIM = 256
 _ORDERS = ((2, 0), (3, 1), (5, 2))
 _GAP = max(max(left, n - 1 - left) for n, left in _ORDERS)  # zero rows between sentences
 _UNK, _BOS, _EOS = 0, 1, 2
-# The sizes a call's flat rows, distinct ids and sentences are padded up to: 64, then 8 sizes per octave
-# (n rounded up to 4 significant bits, at most 12.5% padding). oneDNN keeps primitives and memory per input
-# shape, so unpadded shapes (a new one per call) made the process grow with every batch; with buckets, a
-# pipeline's calls of one batch size meet only a handful of shapes.
-BUCKETS = sorted({64, *(m << shift for shift in range(3, 40) for m in range(8, 16))})
+# The sizes a call's flat rows, distinct ids and sentences are padded up to: 64, then 16 sizes per octave
+# (n rounded up to 5 significant bits, at most 6.25% padding; 8 sizes, revision 2, padded 4% more rows on
+# average, all of which the convolutions multiply). oneDNN keeps primitives and memory per input shape, so
+# unpadded shapes (a new one per call) made the process grow with every batch; with buckets, a pipeline's
+# calls of one batch size meet only a handful of shapes.
+BUCKETS = sorted({64, *(m << shift for shift in range(2, 40) for m in range(16, 32))})
 
 # The package's weights by its own key names; float32 arrays, except "codes" ([pieces, 512] uint8, indexed by
 # piece id) and "eps" (a float).
@@ -150,22 +152,14 @@ def _pack6(codes: np.ndarray) -> np.ndarray:
 
 
 def _unpack6(packed: tf.Tensor) -> tf.Tensor:
-    """The inverse of `_pack6`, in TensorFlow: [rows, 384] uint8 -> [rows, 512] float32 codes."""
-    packed = tf.reshape(tf.cast(packed, tf.int32), [-1, _EMB_DIM // 4, 3])
-    b0, b1, b2 = packed[..., 0], packed[..., 1], packed[..., 2]
-    codes = tf.stack(
-        [
-            tf.bitwise.right_shift(b0, 2),
-            tf.bitwise.bitwise_or(
-                tf.bitwise.left_shift(tf.bitwise.bitwise_and(b0, 0x03), 4), tf.bitwise.right_shift(b1, 4)
-            ),
-            tf.bitwise.bitwise_or(
-                tf.bitwise.left_shift(tf.bitwise.bitwise_and(b1, 0x0F), 2), tf.bitwise.right_shift(b2, 6)
-            ),
-            tf.bitwise.bitwise_and(b2, 0x3F),
-        ],
-        axis=-1,
+    """The inverse of `_pack6`, in TensorFlow: [rows, 384] uint8 -> [rows, 512] float32 codes. Each three bytes
+    become one 24-bit word, and its four codes come out with one broadcast shift (fewer ops than a shift and a
+    mask per code)."""
+    b = tf.cast(tf.reshape(packed, [-1, _EMB_DIM // 4, 3]), tf.int32)
+    word = tf.bitwise.bitwise_or(
+        tf.bitwise.bitwise_or(tf.bitwise.left_shift(b[..., 0], 16), tf.bitwise.left_shift(b[..., 1], 8)), b[..., 2]
     )
+    codes = tf.bitwise.bitwise_and(tf.bitwise.right_shift(word[..., None], tf.constant([18, 12, 6, 0])), 0x3F)
     return tf.cast(tf.reshape(codes, [-1, _EMB_DIM]), tf.float32)
 
 
@@ -382,12 +376,16 @@ class NgramBranch(tf.Module):
         return tf.gather(tf.reshape(out, [-1, _CNN_DIM]), batch.piece_rows)
 
     def _first_convolution(self, unique_x: tf.Tensor, windows: Windows) -> tf.Tensor:
-        """[rows, 256], before its bias. The input is a function of the piece id: multiply each distinct id's x by
-        every window slot's filter once, then add up each row's window of products."""
+        """[rows, 256] float32, before its bias. The input is a function of the piece id: multiply each distinct
+        id's x by every window slot's filter once, then add up each row's window of products. The products stay
+        in `products` (bfloat16) through the gathers and the window sum: the gathers, of every row, move half the
+        bytes."""
         # Row u * n + k: x_u times slot k.
-        products = tf.reshape(_product(unique_x, self.first_w, self.products), [-1, _CNN_DIM])
+        products = tf.matmul(tf.cast(unique_x, self.products), tf.cast(self.first_w, self.products))
+        products = tf.reshape(products, [-1, _CNN_DIM])
         padded, rows, start = windows.padded_row_unique, windows.rows, _GAP - self.left
-        return tf.add_n([tf.gather(products, padded[start + k : start + k + rows] * self.n + k) for k in range(self.n)])
+        slots = [tf.gather(products, padded[start + k : start + k + rows] * self.n + k) for k in range(self.n)]
+        return tf.cast(tf.add_n(slots), tf.float32)
 
 
 class SentencePooling(tf.Module):
