@@ -78,7 +78,7 @@ def measure_all(out: Path, repeats: int, sizes: tuple[int, ...]) -> dict[str, An
             csv, cold = scale_runs[50_000]
             results["warm"].append(measure_warm(module, csv, work / "warm-50k", 1, [cold], isolate=True))
             save()
-        results["floors"] = measure_floors(module)
+        results["floors"] = measure_floors(module, max(repeats, 5))
         save()
     results["seconds"] = time.perf_counter() - started
     save()
@@ -110,13 +110,13 @@ def remeasure_scale(out: Path, sizes: tuple[int, ...]) -> dict[str, Any]:
     return results
 
 
-def remeasure_floors(out: Path) -> dict[str, Any]:
+def remeasure_floors(out: Path, repeats: int) -> dict[str, Any]:
     """Measure the warm run's floor of imports again into an earlier run's figures; its commit is noted."""
     raw = out.with_suffix(".json")
     results = json.loads(raw.read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         module = ensure_default_module(Path(scratch) / "modules")["path"]
-        results["floors"] = {**measure_floors(module), "commit": _commit()}
+        results["floors"] = {**measure_floors(module, max(repeats, 5)), "commit": _commit()}
     raw.write_text(json.dumps(results, indent=1), encoding="utf-8")
     return results
 
@@ -461,8 +461,9 @@ def _floors_section(floors: dict[str, Any] | None, warm_runs: list[dict[str, Any
         + (f", measured at commit `{floors['commit']}`)" if "commit" in floors else ")"),
         "",
         f"Importing TensorFlow as a stage does: {imports['tensorflow']:.2f} s; Great Expectations: "
-        f"{imports['great_expectations']:.2f} s (each over a bare interpreter's {seconds['interpreter']:.2f} s); "
-        f"the serving check's fresh interpreter, at the least (TensorFlow and the embedding module loaded): "
+        f"{imports['great_expectations']:.2f} s; both in one process: {imports['both']:.2f} s (each over a "
+        f"process that has imported `tasks.pipeline`, {seconds['pipeline']:.2f} s); the serving check's fresh "
+        f"interpreter, at the least (TensorFlow and the embedding module loaded): "
         f"{seconds['serving_interpreter']:.2f} s. A warm run imports TensorFlow in "
         f"{', '.join(WARM_TENSORFLOW_STAGES)} (once in all when the run is one process), Great Expectations in "
         "validate, and starts the serving check's interpreter.",
@@ -511,7 +512,7 @@ def main() -> None:
     elif args.warm_only:
         results = remeasure_warm(args.out, args.repeats)
     elif args.floors_only:
-        results = remeasure_floors(args.out)
+        results = remeasure_floors(args.out, args.repeats)
     else:
         results = measure_all(args.out, args.repeats, tuple(args.sizes))
     markdown = render(results)

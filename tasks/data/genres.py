@@ -13,8 +13,9 @@ import re
 MAX_GENRES_CHARS = 10_000  # the real field is under 300 characters; refuse parser-bombs
 
 # Python's repr of the file's own lists, `[{'id': 16, 'name': 'Animation'}, ...]`, with names that repr
-# leaves verbatim (no quote, no backslash): matched whole and read with a regex, as `ast.literal_eval` would
-# read it but about ten times faster (it was 60% of the prepare stage). Anything else takes the general path.
+# writes verbatim (printable, no quote, no backslash): matched whole and read with a regex, as
+# `ast.literal_eval` would read it but about ten times faster (it was 60% of the prepare stage). Anything else,
+# a raw control character in a name included, takes the general path.
 _REPR_GENRE = r"\{'id': (?:0|[1-9][0-9]*), 'name': '[^'\\]*'\}"
 _REPR_GENRES = re.compile(rf"\[(?:{_REPR_GENRE}(?:, {_REPR_GENRE})*)?\]")
 _REPR_NAME = re.compile(r"'name': '([^'\\]*)'")
@@ -32,7 +33,9 @@ def parse_genres(text: str) -> list[str]:
     if len(text) > MAX_GENRES_CHARS:
         raise GenreParseError(f"genres field of {len(text)} characters is too long")
     if _REPR_GENRES.fullmatch(text):
-        return [_genre_name(name, text) for name in _REPR_NAME.findall(text)]
+        names = _REPR_NAME.findall(text)
+        if all(name.isprintable() for name in names):
+            return [_genre_name(name, text) for name in names]
     try:
         value = json.loads(text)
     except RecursionError as err:

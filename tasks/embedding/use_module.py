@@ -184,7 +184,8 @@ def _pad(x: tf.Tensor, size: tf.Tensor, value: float | int) -> tf.Tensor:
 
 def _product(x: tf.Tensor, w: tf.Variable, dtype: tf.DType) -> tf.Tensor:
     """x @ w with inputs in `dtype`, float32 out. With bfloat16, oneDNN runs AVX-512 BF16 dot products, which
-    accumulate in float32. Only the big per-id products use it; sums, norms and per-sentence layers stay float32."""
+    accumulate in float32. Step 3's projection uses it; the convolutions cast the same way (`NgramBranch`);
+    norms, residual sums and per-sentence layers stay float32."""
     return tf.cast(tf.matmul(tf.cast(x, dtype), tf.cast(w, dtype)), tf.float32)
 
 
@@ -347,8 +348,8 @@ class BranchInputs(tf.Module):
 
 class NgramBranch(tf.Module):
     """Step 4, one n-gram order: two residual ReLU convolutions over the flat batch, zero at the gap rows. Both
-    multiply `products` (bfloat16, see `_product`); the second's bias and ReLU too (they fuse into its oneDNN
-    kernel), the residual sums are float32.
+    multiply `products` (bfloat16, see `_product`); the first's window sums stay in it, and so do the second's
+    bias and ReLU (they fuse into its oneDNN kernel); the residual sums are float32.
 
     The package's convolutions are [n * 256, 256] matrices, one 256-row block per window slot. The first is kept
     as [256, n * 256] (the slot blocks side by side, see `_first_convolution`), the second as a conv2d filter

@@ -29,6 +29,8 @@ def test_parses_python_literals_and_json(text: str, expected: list[str]) -> None
         "[{'id': 16}]",
         "[{'id': 016, 'name': 'Animation'}]",
         "[{'id': 16, 'name': '  '}]",
+        "[{'id': 16, 'name': 'Ani\nmation'}]",
+        "[{'id': 16, 'name': 'Ani\x00mation'}]",
         "[42]",
         "not a list",
         "[" * 5000 + "]" * 5000,

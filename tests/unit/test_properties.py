@@ -3,6 +3,7 @@ escapes as a crash."""
 
 from __future__ import annotations
 
+import ast
 import csv
 import tempfile
 from pathlib import Path
@@ -45,6 +46,26 @@ def test_the_files_own_literals_read_as_literal_eval_reads_them(genres: list[dic
             parse_genres(repr(genres))
     else:
         assert parse_genres(repr(genres)) == names
+
+
+@given(st.text(max_size=20))
+def test_any_name_in_the_files_shape_reads_as_literal_eval_reads_it(name: str) -> None:
+    # Not only what repr writes: a raw newline, NUL or quote in the name must not read differently either.
+    text = "[{'id': 7, 'name': '" + name + "'}]"
+    try:
+        expected = _literal_eval_names(text)
+    except Exception:  # whatever the general path refuses, parse_genres must refuse too
+        with pytest.raises(GenreParseError):
+            parse_genres(text)
+        return
+    assert parse_genres(text) == expected
+
+
+def _literal_eval_names(text: str) -> list[str]:
+    names = [item["name"] if isinstance(item, dict) else item for item in ast.literal_eval(text)]
+    if not all(isinstance(name, str) and name.strip() for name in names):
+        raise ValueError("not a name")
+    return [name.strip() for name in names]
 
 
 row = st.tuples(

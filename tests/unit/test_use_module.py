@@ -15,6 +15,8 @@ from tasks.embedding.modules import INFO_FILE, USE_BUILDER_REVISION, USE_MODULE
 from tasks.embedding.use_module import (
     BUCKETS,
     FlatBatch,
+    _pack6,
+    _unpack6,
     bucket_size,
     build_use_module,
     use_package_version,
@@ -105,6 +107,13 @@ def test_output_does_not_depend_on_the_batch_or_its_padding(module_dir: Path, ov
     in_batch = module(tf.constant(texts)).numpy()
     alone = np.concatenate([module(tf.constant([text])).numpy() for text in texts[:12] + EDGE_TEXTS])
     np.testing.assert_allclose(alone, np.concatenate([in_batch[:12], in_batch[-len(EDGE_TEXTS) :]]), atol=1e-5)
+
+
+def test_unpacking_gives_back_every_6_bit_code() -> None:
+    codes = np.random.default_rng(0).integers(0, 64, size=(67, 512), dtype=np.uint8)
+    codes[0], codes[1] = 0, 63  # all bits clear, all set
+    assert _pack6(codes).shape == (67, 384)
+    np.testing.assert_array_equal(_unpack6(_pack6(codes)).numpy(), codes.astype(np.float32))
 
 
 def test_shapes_are_padded_to_bucket_sizes() -> None:
