@@ -25,11 +25,11 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.measure import median
+from bench.bench_embedding import interleaved_medians
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBES = {
@@ -44,11 +44,8 @@ WARM_TENSORFLOW_STAGES = ("embed", "train", "evaluate")  # besides the serving c
 
 def measure_floors(module_dir: str, repeats: int = 5) -> dict[str, Any]:
     """Seconds of each probe, the imports they cost, and the warm floors they add up to."""
-    times: dict[str, list[float]] = {name: [] for name in PROBES}
-    for _ in range(repeats):
-        for name, code in PROBES.items():
-            times[name].append(_fresh_process_seconds(code.format(module=module_dir)))
-    seconds = {name: median(values) for name, values in times.items()}
+    runs = {name: partial(_fresh_process, code.format(module=module_dir)) for name, code in PROBES.items()}
+    seconds = interleaved_medians(runs, repeats)
     imports = {name: seconds[name] - seconds["pipeline"] for name in ("tensorflow", "great_expectations", "both")}
     serving = seconds["serving_interpreter"]
     return {
@@ -64,10 +61,8 @@ def measure_floors(module_dir: str, repeats: int = 5) -> dict[str, Any]:
     }
 
 
-def _fresh_process_seconds(code: str) -> float:
-    start = time.perf_counter()
+def _fresh_process(code: str) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=ROOT)
-    return time.perf_counter() - start
 
 
 def main() -> None:
