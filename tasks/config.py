@@ -9,9 +9,9 @@ against the same schema when a stage runs, resolving `null` (an empty form field
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -74,11 +74,8 @@ class Settings:
         return defaults
 
     def run_dir(self, run_id: str) -> Path:
-        """The artifact folder of one DAG run; the run id is reduced to characters safe in a path."""
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._")
-        if not safe:
-            raise ConfigError(f"run id {run_id!r} gives an empty folder name")
-        return self.artifacts_dir / "runs" / safe
+        """The artifact folder of one DAG run: `runs/<run_folder_name(run_id)>`."""
+        return self.artifacts_dir / "runs" / run_folder_name(run_id)
 
     @property
     def embedding_modules_dir(self) -> Path:
@@ -97,6 +94,32 @@ class Settings:
     def served_model_dir(self) -> Path:
         """TensorFlow Serving's base path for this model: integer version folders below it."""
         return self.model_dir / MODEL_NAME
+
+
+# Run folder names: these characters stand for themselves; every other byte of the run id's UTF-8 is
+# written `~XX`. "~" is escaped too, so decoding is unambiguous and two run ids never share a folder
+# (`a:1` → `a~3A1`, `a_1` → `a_1`). A leading "." is escaped, so no name is hidden, "." or "..".
+_RUN_FOLDER_KEPT = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.")
+# Folder names stay well under the usual 255-byte limit: a longer encoding keeps its first part and adds
+# the run id's SHA-256 after "~~", which no short encoding contains.
+_RUN_FOLDER_MAX = 200
+_RUN_FOLDER_KEPT_PREFIX = 120
+
+
+def run_folder_name(run_id: str) -> str:
+    """The artifact folder name of a DAG run: an injective, path-safe encoding of its run id."""
+    if not run_id:
+        raise ConfigError("an empty run id has no artifact folder")
+    encoded = "".join(
+        chr(byte) if byte in _RUN_FOLDER_KEPT and not (index == 0 and byte == ord(".")) else f"~{byte:02X}"
+        for index, byte in enumerate(run_id.encode("utf-8", "surrogatepass"))
+    )
+    if len(encoded) <= _RUN_FOLDER_MAX:
+        return encoded
+    prefix = encoded[:_RUN_FOLDER_KEPT_PREFIX]
+    prefix = prefix[: prefix.rfind("~")] if "~" in prefix[-2:] else prefix  # never half an escape
+    digest = hashlib.sha256(run_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{prefix}~~{digest}"
 
 
 # A JSON-schema pattern prefix: no ".." path segment and no control character anywhere in the value.
