@@ -64,7 +64,7 @@ UI_PASSWORD_FILE = $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated
 ui: venv
 	@$(BIN)/python -c 'import socket; socket.create_server(("127.0.0.1", $(UI_PORT))).close()' 2>/dev/null || \
 	  { echo "make ui: port $(UI_PORT) is in use; pick another: make ui UI_PORT=8081" >&2; exit 1; }
-	@echo "Airflow UI  $(UI_URL)  (up about a minute after this; Ctrl-C stops it; README: Airflow UI)"
+	@echo "Airflow UI  $(UI_URL)  (up about a minute after this; Ctrl-C stops it; docs/ui.md)"
 	@echo "User        admin"
 	@echo "Password    in $(UI_PASSWORD_FILE) (generated on first start)"
 	@echo "DAGs        start paused; unpausing movie_genre_retrain (@weekly) starts last Sunday's run at once"
@@ -91,7 +91,7 @@ test: venv system-deps
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 
-# Benchmarks (not tests), about 40 minutes on 2 cores: DAG parse, embedding throughput, Airflow against
+# Benchmarks (not tests), about 20 minutes on 2 cores: DAG parse, embedding throughput, Airflow against
 # direct, scale to 200k rows, warm against cold. Prints the table and writes BENCHMARKS.md.
 # Smaller: make bench BENCH_ARGS="--repeats 1 --sizes 10000 50000".
 bench: venv

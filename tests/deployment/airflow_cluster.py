@@ -427,7 +427,7 @@ class AirflowCluster:
         """Wait until the scheduler has read the executor's report that the task instance's worker exited
         (its "TaskInstance Finished" line), e.g. after the task parked for a person's input; for a task run
         once in the run. Airflow 3.3.2 fails a resumed task instance as if killed externally when that report
-        arrives after the resume was queued (apache/airflow#67287, #72716): README, Approval before promotion."""
+        arrives after the resume was queued (apache/airflow#67287, #72716): docs/operations.md, Approval before promotion."""
         seen = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id},"
         wait_until(
             lambda: seen in self.component_log("scheduler"),
@@ -512,7 +512,7 @@ def cluster_env(
     return env | dict(extra)
 
 
-# The deployment's choice (docker-compose.yaml sets the same; README, Operations: Lost workers): a task
+# The deployment's choice (docker-compose.yaml sets the same; docs/operations.md, Lost workers and faults): a task
 # instance without a heartbeat for HEARTBEAT_TIMEOUT s is failed (retried if it has tries left), checked
 # every DETECTION_INTERVAL s, so a lost worker's task is up for retry within about 40 + 5 + one scheduler
 # loop, under LOST_TASK_DETECTION_SECONDS. A running task's supervisor heartbeats every

@@ -52,7 +52,7 @@ def wait_for_approval_request(cluster: AirflowCluster, run_id: str) -> dict[str,
 
     wait_until(waiting, RUN_TIMEOUT, f"the approval of {run_id} to wait for input", cluster.check_alive)
     # A person reads the notice before answering; an answer within the scheduler's next loop or so would
-    # meet a race of Airflow's own (README, Approval before promotion), so wait as long as that takes.
+    # meet a race of Airflow's own (docs/operations.md, Approval before promotion), so wait as long as that takes.
     cluster.wait_for_worker_exit_seen(RETRAIN, run_id, "approval")
     response = cluster.api("GET", f"/dags/{RETRAIN}/dagRuns/{run_id}/taskInstances/approval/-1/hitlDetails")
     response.raise_for_status()

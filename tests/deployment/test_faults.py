@@ -15,7 +15,7 @@ server they started, even when an assertion fails.
 After every case: each run promoted at most one version (exactly one when it succeeded), every version
 folder is whole and accounted for by history.jsonl (and every line by a folder), no staging folder is
 left, and the inbox holds one alert for a run that failed and none for a run that recovered by itself.
-The timings are printed (`pytest -s`) and summarised in README, Operations: Lost workers and faults.
+The timings are printed (`pytest -s`) and summarised in docs/operations.md, Lost workers and faults.
 """
 
 from __future__ import annotations
@@ -374,7 +374,7 @@ def test_a_restarted_broker_or_database_loses_nothing(rig: Rig, service: str) ->
     """Redis (the Celery broker) or PostgreSQL (the metadata database and Celery's result backend) is
     stopped for SERVICE_DOWN_SECONDS while `embed` runs on a worker, then started again in place. The
     run completes, or it fails with one alert naming the task that could not go on and a new trigger
-    succeeds; the figures say which (README, Operations: Lost workers and faults)."""
+    succeeds; the figures say which (docs/operations.md, Lost workers and faults)."""
     rig.ready()
     cluster = rig.cluster
     restarts_before = len(rig.restarts)
