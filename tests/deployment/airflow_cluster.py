@@ -427,7 +427,8 @@ class AirflowCluster:
         """Wait until the scheduler has read the executor's report that the task instance's worker exited
         (its "TaskInstance Finished" line), e.g. after the task parked for a person's input; for a task run
         once in the run. Airflow 3.3.2 fails a resumed task instance as if killed externally when that report
-        arrives after the resume was queued (apache/airflow#67287, #72716): docs/operations.md, Approval before promotion."""
+        arrives after the resume was queued (apache/airflow#67287, #72716): docs/operations.md, Approval before
+        promotion."""
         seen = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id},"
         wait_until(
             lambda: seen in self.component_log("scheduler"),
