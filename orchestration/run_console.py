@@ -125,12 +125,14 @@ def stage_figure(stage: Stage, earlier: Mapping[str, Any]) -> str:
             f"(train {s['train_rows']}, validation {s['validation_rows']}, test {s['test_rows']})"
         )
     if task == "fingerprint":
+        if not s.get("retrain", True):  # the retrain_needed line right below gives the reason in full
+            return f"unchanged since version {s.get('unchanged_since')}"
         return s["reason"]
     if task == "retrain_needed":  # the short-circuit's XCom: true, or nothing when it skips the rest
         fingerprinted = earlier.get("fingerprint") or {}
         if s or fingerprinted.get("retrain", True):
             return "retrain"
-        return f"unchanged since version {fingerprinted.get('unchanged_since')}: nothing to retrain"
+        return str(fingerprinted.get("reason"))
     if task == "embed":
         return f"{s['texts']} overviews, {s['from_cache']} from the cache, {s['computed']} embedded"
     if task == "validate":
@@ -196,7 +198,9 @@ def summary_lines(summaries: Mapping[str, Any], *, log_path: Path, failure: str 
         lines.append(f"  Model     {model}")
     unchanged = bool(fingerprinted) and not fingerprinted.get("retrain", True)
     if unchanged:
-        lines.append(f"  Decision  nothing retrained: unchanged since version {fingerprinted['unchanged_since']}")
+        decision_line = f"  Decision  nothing retrained: unchanged since version {fingerprinted['unchanged_since']}"
+        gate_again = fingerprinted.get("gate_again")
+        lines.append(f"{decision_line}; {gate_again}" if gate_again else decision_line)
     elif decision:
         lines.append(f"  Decision  {'promote' if decision['passed'] else 'refuse'}: {decision['reason']}")
     if promoted:

@@ -122,17 +122,21 @@ def prepare(run: RunContext, downloaded: Summary) -> Summary:
 def fingerprint(run: RunContext, prepared: Summary, embedding: Summary) -> Summary:
     """The run's training fingerprint, and whether to retrain: `retrain` is false when the served version
     was trained on exactly this (same data, module, params and code) and the run is not forced."""
-    from tasks.registry.fingerprint import training_fingerprint, unchanged_since
+    from tasks.registry.fingerprint import gate_again_words, gate_changes, training_fingerprint, unchanged_since
 
+    served_dir = run.settings.served_model_dir
     summary = training_fingerprint(Path(prepared["path"]), embedding["fingerprint"], run.config)
-    same_as = unchanged_since(run.settings.served_model_dir, summary["fingerprint"])
+    same_as = unchanged_since(served_dir, summary["fingerprint"])
+    gate_again = None  # set when the run is skipped: how to have a model gated after all
     if same_as is None:
         reason = "the data, embedding module, params or code changed since the served version (or none is served)"
     elif run.config.force:
         reason = f"unchanged since version {same_as}, retraining anyway (force)"
     else:
-        reason = f"unchanged since version {same_as}: nothing to retrain"
-    return {**summary, "unchanged_since": same_as, "retrain": same_as is None or run.config.force, "reason": reason}
+        gate_again = gate_again_words(same_as, gate_changes(served_dir, same_as, run.config))
+        reason = f"unchanged since version {same_as}: nothing to retrain; {gate_again}"
+    retrain = same_as is None or run.config.force
+    return {**summary, "unchanged_since": same_as, "retrain": retrain, "reason": reason, "gate_again": gate_again}
 
 
 @timed

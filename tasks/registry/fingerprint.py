@@ -9,7 +9,9 @@ It covers everything that shapes the trained model:
   in a Docker image without git).
 
 Every promoted version records its fingerprint in its manifest. A run whose fingerprint equals the
-served version's has nothing to learn and ends early (unless forced).
+served version's has nothing to learn and ends early (unless forced). The model gate's params are not
+part of it, so such a run also says how to be gated again, and whether its gate differs from the one
+the served version passed.
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ TRAINING_CODE = (
     "tasks/tensorflow_runtime.py",
 )
 HASH_BATCH_ROWS = 20_000
+# The run params of the model gate, by the key its decision records them under (`tasks.model.gate.decide`),
+# which a version's manifest keeps as `champion_comparison`.
+GATE_PARAMS = {"gate_metric": "metric", "auc_threshold": "threshold", "max_auc_drop": "max_auc_drop"}
+GATE_DECISION_KEY = "champion_comparison"
 
 
 def training_fingerprint(prepared_dir: Path, module_fingerprint: str, config: RunConfig) -> dict[str, Any]:
@@ -95,6 +101,29 @@ def unchanged_since(served_dir: Path, fingerprint: str) -> int | None:
         return None
     recorded = registry.manifest(served).get(MANIFEST_KEY)
     return served if isinstance(recorded, Mapping) and recorded.get("fingerprint") == fingerprint else None
+
+
+def gate_changes(served_dir: Path, version: int, config: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """The model gate params this run sets otherwise than the gate `version` passed: {param: (this run's,
+    that gate's)}. Empty for a version whose manifest records no gate decision."""
+    passed = ModelRegistry(served_dir).manifest(version).get(GATE_DECISION_KEY) or {}
+    changes = {}
+    for param, key in GATE_PARAMS.items():
+        ours = getattr(config, param)
+        if key in passed and passed[key] != ours:
+            changes[param] = (ours, passed[key])
+    return changes
+
+
+def gate_again_words(version: int, changes: Mapping[str, tuple[Any, Any]]) -> str:
+    """How an unchanged run gets its model gated again; first, when they differ, how its gate params
+    differ from those `version` passed (a skipped run never applies them)."""
+    force = 'trigger with {"force": true} to retrain and gate again'
+    if not changes:
+        return force
+    ours = ", ".join(f"{param} {this}" for param, (this, _) in changes.items())
+    theirs = ", ".join(f"{param} {passed}" for param, (_, passed) in changes.items())
+    return f"this run's model gate ({ours}) differs from the one version {version} passed ({theirs}): {force}"
 
 
 def _sha256(data: bytes) -> str:

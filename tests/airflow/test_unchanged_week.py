@@ -1,6 +1,6 @@
 """A weekly retrain that knows what changed, through real Airflow (`dag.test()`): the same file twice is
-skipped (nothing promoted, no alert, the registry byte-identical); one changed row retrains and
-promotes; `force` retrains the same file."""
+skipped (nothing promoted, no alert, the registry byte-identical), and under a stricter gate says how to
+be gated again; one changed row retrains and promotes; `force` retrains the same file."""
 
 from __future__ import annotations
 
@@ -40,15 +40,19 @@ def test_unchanged_data_is_skipped_a_changed_row_retrains_and_force_retrains(
     assert set(manifest["training_fingerprint"]["components"]) == {"data", "embedding_module", "params", "code"}
     before = snapshot(served)
 
+    # A stricter gate is no reason to retrain (the fingerprint leaves gates out), but the skip says so.
     with caplog.at_level(logging.INFO, logger="orchestration.wiring"):
-        states = run_dag(dag, conf)
+        states = run_dag(dag, {**conf, "auc_threshold": 0.99})
     assert states["run"] == "success", states
     assert states["fingerprint"] == states["retrain_needed"] == "success"
     assert {task: states[task] for task in SKIPPED_BELOW_THE_SHORT_CIRCUIT} == dict.fromkeys(
         SKIPPED_BELOW_THE_SHORT_CIRCUIT, "skipped"
     )
     assert snapshot(served) == before, "the served versions and history.jsonl are byte-identical"
-    assert "unchanged since version 1: nothing to retrain" in caplog.text
+    assert (
+        "unchanged since version 1: nothing to retrain; this run's model gate (auc_threshold 0.99) differs from "
+        'the one version 1 passed (auc_threshold 0.5): trigger with {"force": true} to retrain and gate again'
+    ) in caplog.text
     assert inbox.messages == [], "a skipped week alerts nobody"
 
     changed = with_one_overview_changed(sample_csv, sample_csv.parent / "movies_one_row_changed.csv")

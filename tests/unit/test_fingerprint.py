@@ -11,7 +11,14 @@ import pytest
 
 from tasks.config import DEFAULT_GENRES, RunConfig, Settings
 from tasks.data.prepare import prepare_dataset
-from tasks.registry.fingerprint import MANIFEST_KEY, training_fingerprint, unchanged_since
+from tasks.model.gate import decide
+from tasks.registry.fingerprint import (
+    MANIFEST_KEY,
+    gate_again_words,
+    gate_changes,
+    training_fingerprint,
+    unchanged_since,
+)
 from tasks.registry.versions import ModelRegistry
 from tests.sample_data import write_head, write_rows
 
@@ -91,4 +98,27 @@ def test_unchanged_since_names_the_served_version_trained_on_the_same(tmp_path: 
         registry.publish(glove_export, {MANIFEST_KEY: {"fingerprint": "abc"}}, {"event": "promote"})
     assert unchanged_since(served, "abc") == 3
     assert unchanged_since(served, "def") is None
+    shutil.rmtree(served)
+
+
+def test_a_skipped_run_names_the_gate_params_it_sets_otherwise_than_the_served_version_passed(
+    tmp_path: Path, glove_export: Path
+) -> None:
+    served = tmp_path / "models"
+    registry = ModelRegistry(served)
+    passed = decide("auc_micro", 0.84, 0.8, None, 0.005)  # the decision the gate records, defaults' values
+    with registry.locked():
+        registry.publish(glove_export, {"champion_comparison": passed}, {"event": "promote"})
+        registry.publish(glove_export, {}, {"event": "promote"})  # an old version without a gate decision
+    assert gate_changes(served, 1, _config()) == {}
+    changes = gate_changes(served, 1, _config(auc_threshold=0.99, gate_metric="auc_macro"))
+    assert changes == {"gate_metric": ("auc_macro", "auc_micro"), "auc_threshold": (0.99, 0.8)}
+    assert gate_changes(served, 2, _config(auc_threshold=0.99)) == {}, "nothing recorded, nothing to compare"
+
+    force = 'trigger with {"force": true} to retrain and gate again'
+    assert gate_again_words(1, {}) == force
+    assert gate_again_words(1, changes) == (
+        "this run's model gate (gate_metric auc_macro, auc_threshold 0.99) differs from the one version 1 passed "
+        f"(gate_metric auc_micro, auc_threshold 0.8): {force}"
+    )
     shutil.rmtree(served)

@@ -59,11 +59,16 @@ FINGERPRINT_NEW = {
     "reason": "the data, embedding module, params or code changed since the served version (or none is served)",
     "seconds": 0.02,
 }
+GATE_AGAIN = (
+    "this run's model gate (auc_threshold 0.99) differs from the one version 1 passed (auc_threshold 0.5): "
+    'trigger with {"force": true} to retrain and gate again'
+)
 FINGERPRINT_UNCHANGED = {
     **FINGERPRINT_NEW,
     "unchanged_since": 1,
     "retrain": False,
-    "reason": "unchanged since version 1: nothing to retrain",
+    "reason": f"unchanged since version 1: nothing to retrain; {GATE_AGAIN}",
+    "gate_again": GATE_AGAIN,
 }
 EMBED = {
     "texts": 658,
@@ -194,11 +199,12 @@ def test_each_stage_line_has_name_seconds_and_its_key_figure() -> None:
     assert line("retrain_needed", True, earlier={"fingerprint": FINGERPRINT_NEW}).endswith("retrain")
 
 
-def test_an_unchanged_week_says_since_which_version() -> None:
+def test_an_unchanged_week_says_since_which_version_and_how_to_gate_again() -> None:
     # The short-circuit pushes no XCom when it skips the rest: the fingerprint's summary says why.
     assert line("retrain_needed", None, earlier={"fingerprint": FINGERPRINT_UNCHANGED}).endswith(
-        "unchanged since version 1: nothing to retrain"
+        f"unchanged since version 1: nothing to retrain; {GATE_AGAIN}"
     )
+    assert line("fingerprint", FINGERPRINT_UNCHANGED).endswith("  unchanged since version 1"), "said once, below"
     skipped = [Stage(task, -1, "skipped", None, None) for task in ("embed", "validate", "train", "promote")]
     assert grouped_line("skipped", skipped).split() == ["skipped", "embed,", "validate,", "train,", "promote"]
     summary = summary_lines(
@@ -211,7 +217,7 @@ def test_an_unchanged_week_says_since_which_version() -> None:
         },
         log_path=LOG,
     )
-    assert "  Decision  nothing retrained: unchanged since version 1" in summary
+    assert f"  Decision  nothing retrained: unchanged since version 1; {GATE_AGAIN}" in summary
     assert "  Version   1 stays served" in summary
     assert summary[-1] == f"  Log       {LOG}"
 
