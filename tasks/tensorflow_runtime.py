@@ -15,6 +15,11 @@ device lookup: "E… cuda_platform.cc:52] failed call to cuInit: … (303)"), an
 gate's reason. So each captured line is logged through Python logging at the level its prefix gives
 (I, W, E, F), except those known no-GPU lines (`NO_GPU_STARTUP`), which are dropped. What TensorFlow
 writes later still goes to stderr, as before.
+
+`import tensorflow` loads TensorFlow's platform code twice: libtensorflow_framework.so.2, and the
+profiler's `_pywrap_profiler_plugin.so` (imported for `tf.profiler.experimental.client`), which links
+its own copy. Each copy's static initialisers print the same start-up lines ("oneDNN custom operations
+are on", the no-GPU ones, absl's preamble), so a line already logged in the block is not logged again.
 """
 
 import logging
@@ -81,13 +86,15 @@ def native_records(text: str) -> list[tuple[int, str]]:
     continues the record before it (TensorFlow writes some messages over several lines), unless it
     starts a Python warning or comes first: then it is a WARNING of its own."""
     records: list[tuple[int, list[str], bool]] = []  # level, lines, whether to log it
+    seen: set[str] = set()  # native lines so far: the second copy of the platform code repeats them
     for line in text.splitlines():
         if not line.strip():
             continue
         if match := NATIVE_LINE.match(line):
-            message = match["text"]
-            keep = not NO_GPU_STARTUP.search(message)
-            records.append((LEVELS[match["absl"] or match["tsl"]], [f"TensorFlow {match['where']}] {message}"], keep))
+            message = f"TensorFlow {match['where']}] {match['text']}"
+            keep = not NO_GPU_STARTUP.search(match["text"]) and message not in seen
+            seen.add(message)
+            records.append((LEVELS[match["absl"] or match["tsl"]], [message], keep))
         elif line == ABSL_PREAMBLE:
             records.append((logging.WARNING, [line], False))
         elif records and not PYTHON_WARNING.match(line):

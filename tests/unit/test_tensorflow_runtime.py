@@ -35,6 +35,27 @@ MEASURED_STARTUP = "".join(
     ]
 )
 NO_GPU_STARTUP = ("Could not find cuda drivers", "failed call to cuInit", "absl::InitializeLog()")
+ONEDNN_NOTICE = (
+    "oneDNN custom operations are on. You may see slightly different numerical results due to floating-point "
+    "round-off errors from different computation orders. To turn them off, set the environment variable "
+    "`TF_ENABLE_ONEDNN_OPTS=0`."
+)
+# TensorFlow 2.21 on a 2-core AMD EPYC (no GPU) with TF_ENABLE_ONEDNN_OPTS=1, TF_CPP_MIN_LOG_LEVEL=1: the
+# platform code's start-up lines twice, from libtensorflow_framework.so.2 and the profiler plugin's own copy.
+MEASURED_ONEDNN_STARTUP = "".join(
+    [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+        f"I0000 00:00:1796673411.588809   12371 port.cc:153] {ONEDNN_NOTICE}\n",
+        "I0000 00:00:1796673411.589224   12371 cudart_stub.cc:31] Could not find cuda drivers on your machine, ",
+        "GPU will not be used.\n",
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+        f"I0000 00:00:1796673419.738378   12371 port.cc:153] {ONEDNN_NOTICE}\n",
+        "I0000 00:00:1796673419.743391   12371 cudart_stub.cc:31] Could not find cuda drivers on your machine, ",
+        "GPU will not be used.\n",
+        "E0000 00:00:1796673421.719992   12371 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: ",
+        "Failed call to cuInit: UNKNOWN ERROR (303)\n",
+    ]
+)
 
 
 def test_the_measured_start_up_leaves_only_the_cpu_notice_at_info() -> None:
@@ -46,6 +67,10 @@ def test_the_measured_start_up_leaves_only_the_cpu_notice_at_info() -> None:
             "in other operations, rebuild TensorFlow with the appropriate compiler flags.",
         )
     ]
+
+
+def test_the_start_up_lines_both_copies_of_the_platform_code_print_are_logged_once() -> None:
+    assert native_records(MEASURED_ONEDNN_STARTUP) == [(logging.INFO, f"TensorFlow port.cc:153] {ONEDNN_NOTICE}")]
 
 
 def test_real_warnings_and_errors_keep_their_level() -> None:
@@ -89,7 +114,7 @@ def test_importing_tensorflow_prints_nothing_raw_to_stderr() -> None:
         "from tasks.tensorflow_runtime import tf\n"
         "print(tf.reduce_sum(tf.constant([1, 2])).numpy())\n"
     )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}  # every native line TensorFlow has
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0", "TF_ENABLE_ONEDNN_OPTS": "1"}  # every native line
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
     )
@@ -102,5 +127,8 @@ def test_importing_tensorflow_prints_nothing_raw_to_stderr() -> None:
     assert any(line.startswith("LOGGED INFO tasks.tensorflow_runtime: TensorFlow ") for line in records), (
         f"TensorFlow's native INFO lines (TF_CPP_MIN_LOG_LEVEL=0) should be logged at INFO:\n{result.stderr}"
     )
+    assert [line for line in records if "oneDNN custom operations are on" in line] == [
+        f"LOGGED INFO tasks.tensorflow_runtime: TensorFlow port.cc:153] {ONEDNN_NOTICE}"
+    ], "printed by two copies of TensorFlow's platform code, logged once"
     # A line that is not a record can only be the continuation of a multi-line native message.
     assert all(line.startswith("To enable the following instructions") for line in continued), result.stderr
