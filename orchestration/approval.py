@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSkipException
 
 from orchestration.wiring import run_context, stage_summaries
@@ -56,6 +57,7 @@ class PromotionApproval(ApprovalOperator):
             evaluation=summaries["evaluation"],
             validation=summaries["validation"],
             timeout_hours=run.config.approval_timeout,
+            base_url=conf.get("api", "base_url", fallback=None),  # the report link's; None: paths only
         )
         record(run.dir, {"required": True, "decision": "waiting", "promote": False})
         from orchestration.alerts import notify_approvers

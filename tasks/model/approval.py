@@ -3,8 +3,9 @@ request, built from the summaries of the stages that ran before it.
 
 It shows the model gate's decision, the challenger against the served model (the champion) and the
 baselines, the data's drift against the served version's training data (the validate summary's
-`drift`), and where the run's files are: the report (written when the run ends, whatever the answer)
-and the Data Docs. Plain text from summaries: no Airflow, no TensorFlow.
+`drift`), a link to the run's report on the Genre models page (written when the run ends, whatever the
+answer), and where the run's files are on the server. Plain text from summaries and the API's base URL
+(which the caller reads from Airflow's config): no Airflow, no TensorFlow.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 # The run's files an approver may open, relative to its artifact folder.
 REPORT_FILE = "report.html"
 METRICS_FILE = "metrics.json"
 DATA_DOCS_FILE = "validation/data_docs/index.html"
 APPROVAL_FILE = "approval.json"  # written by the DAG's approval task: the decision, who made it, why
+# Where the Genre models page (orchestration/genre_models, mounted by the api-server) serves a run's report.
+REPORT_PAGE = "/genre-models/runs/{run_id}/" + REPORT_FILE
 
 
 def approval_subject(run_id: str, gate: Mapping[str, Any]) -> str:
@@ -33,13 +37,15 @@ def approval_body(
     evaluation: Mapping[str, Any] | None,
     validation: Mapping[str, Any] | None,
     timeout_hours: float,
+    base_url: str | None,
 ) -> str:
-    """The approval request's markdown: gate decision, comparison table, drift, the run's files."""
+    """The approval request's markdown: gate decision, comparison table, drift, the run's files (with a
+    link to its report below `base_url`, Airflow's `[api] base_url`, when it is set)."""
     sections = [
         f"**Model gate:** {'passed' if gate.get('passed') else 'failed'}: {gate.get('reason', '')}",
         "### Challenger, champion and baselines\n\n" + comparison_table(gate, evaluation),
         "### Drift against the served version's training data\n\n" + drift_text((validation or {}).get("drift")),
-        "### Files of this run\n\n" + files_text(run_dir),
+        "### Files of this run\n\n" + files_text(run_dir, run_id, base_url),
         f"Approve to promote this model now; Reject to keep the served model. Without an answer within "
         f"{timeout_hours:g} h the model is rejected. Run `{run_id}`.",
     ]
@@ -87,11 +93,23 @@ def drift_text(drift: Mapping[str, Any] | None) -> str:
     return "\n".join(lines).rstrip()
 
 
-def files_text(run_dir: Path) -> str:
-    """Where the run's report, metrics, Data Docs and approval record are (some once written)."""
+def report_url(base_url: str, run_id: str) -> str:
+    """The run's report.html as the Genre models page serves it, below the API's `base_url` (which may
+    end in a base path)."""
+    return base_url.rstrip("/") + REPORT_PAGE.format(run_id=quote(run_id, safe=""))
+
+
+def files_text(run_dir: Path, run_id: str, base_url: str | None) -> str:
+    """A link to the run's report first (an approver has a browser, seldom a shell on the server), then
+    where the run's report, metrics, Data Docs and approval record are on the server (some once written)."""
+    if base_url:
+        report = f"- Report: [report.html]({report_url(base_url, run_id)}) (written when the run ends)"
+    else:
+        report = "- Report: no link, Airflow's `[api] base_url` is not set (the file is written when the run ends)"
     return "\n".join(
         [
-            f"- Report: `{run_dir / REPORT_FILE}` (written when the run ends)",
+            report,
+            f"- Report file: `{run_dir / REPORT_FILE}`",
             f"- Metrics: `{run_dir / METRICS_FILE}`",
             f"- Data Docs: `{run_dir / DATA_DOCS_FILE}`",
             f"- This decision, once made: `{run_dir / APPROVAL_FILE}`",

@@ -29,14 +29,21 @@ CHECKED_DRIFT = {
 }
 
 
-def body(gate: dict, drift: dict | None = CHECKED_DRIFT, evaluation: dict | None = EVALUATION) -> str:
+def body(
+    gate: dict,
+    drift: dict | None = CHECKED_DRIFT,
+    evaluation: dict | None = EVALUATION,
+    run_id: str = "manual__2026-12-02",
+    base_url: str | None = "https://airflow.example.org",
+) -> str:
     return approval_body(
-        run_id="manual__2026-12-02",
+        run_id=run_id,
         run_dir=RUN_DIR,
         gate=gate,
         evaluation=evaluation,
         validation={"drift": drift} if drift is not None else None,
         timeout_hours=24,
+        base_url=base_url,
     )
 
 
@@ -55,6 +62,17 @@ def test_the_body_shows_the_decision_the_champion_the_baselines_the_drift_and_th
     assert f"`{RUN_DIR / 'report.html'}`" in text and f"`{RUN_DIR / 'validation/data_docs/index.html'}`" in text
     assert f"`{RUN_DIR / 'approval.json'}`" in text, "where the decision will be recorded"
     assert "within 24 h the model is rejected" in text
+
+
+def test_the_report_is_linked_on_the_genre_models_page_before_the_server_paths() -> None:
+    gate = decide("auc_micro", 0.8912, 0.8, None, 0.005)
+    run_id = "manual__2026-12-02T12:55:04.065659+00:00"
+    files = body(gate, run_id=run_id, base_url="https://example.org/airflow/").split("### Files of this run\n\n")[1]
+    link = "https://example.org/airflow/genre-models/runs/manual__2026-12-02T12%3A55%3A04.065659%2B00%3A00/report.html"
+    assert files.splitlines()[0] == f"- Report: [report.html]({link}) (written when the run ends)"
+    assert f"- Report file: `{RUN_DIR / 'report.html'}`" in files
+    unlinked = body(gate, base_url=None).split("### Files of this run\n\n")[1].splitlines()[0]
+    assert unlinked.startswith("- Report: no link, Airflow's `[api] base_url` is not set")
 
 
 def test_a_first_model_has_no_champion_and_the_gate_says_so() -> None:
