@@ -48,6 +48,8 @@ class Settings:
     alert_emails: tuple[str, ...] = ()  # failure alert recipients (with the smtp_default connection)
     alert_sender: str = DEFAULT_ALERT_SENDER
     scoring_url: str = ""  # the movies batch predict scores when the served model changes
+    # Internal hosts downloads may reach (GENRE_DOWNLOAD_ALLOWED_HOSTS): names, IPs, networks, each maybe :port.
+    download_allowed_hosts: tuple[str, ...] = ()
     # Site defaults of run params (GENRE_PARAM_DEFAULTS, a JSON object), over the schemas' own defaults.
     site_param_defaults: Mapping[str, Any] = field(default_factory=dict)
 
@@ -61,6 +63,9 @@ class Settings:
             alert_emails=tuple(a.strip() for a in environ.get("GENRE_ALERT_EMAILS", "").split(",") if a.strip()),
             alert_sender=environ.get("GENRE_ALERT_FROM", "").strip() or DEFAULT_ALERT_SENDER,
             scoring_url=environ.get("GENRE_SCORING_URL", ""),
+            download_allowed_hosts=tuple(
+                h.strip() for h in environ.get("GENRE_DOWNLOAD_ALLOWED_HOSTS", "").split(",") if h.strip()
+            ),
             site_param_defaults=_site_param_defaults(environ.get("GENRE_PARAM_DEFAULTS", "")),
         )
 

@@ -102,9 +102,13 @@ def embedding_module(run: RunContext) -> Summary:
 
 @timed
 def download(run: RunContext) -> Summary:
-    from tasks.data.download import DownloadPolicy, download_dataset
+    from tasks.data.download import DownloadPolicy, download_dataset, parse_allowed_hosts
 
-    policy = DownloadPolicy(data_root=run.settings.data_root, max_bytes=run.config.max_download_bytes)
+    policy = DownloadPolicy(
+        data_root=run.settings.data_root,
+        max_bytes=run.config.max_download_bytes,
+        allowed_hosts=parse_allowed_hosts(run.settings.download_allowed_hosts),
+    )
     return download_dataset(run.config.dataset_url, run.dir / "raw", policy)
 
 
@@ -293,11 +297,15 @@ def batch_predict(settings: Settings, announced_version: int | None = None) -> S
     genres, into `predictions/<version>/` (`announced_version`: the version the asset event named).
     Downloads are capped by max_download_bytes' default (the site's, from GENRE_PARAM_DEFAULTS, if set)."""
     from tasks.config import PARAM_SCHEMAS
-    from tasks.data.download import DownloadPolicy
+    from tasks.data.download import DownloadPolicy, parse_allowed_hosts
     from tasks.model.batch_predict import batch_predict as score_catalogue
 
     limit = settings.param_defaults({"max_download_bytes": PARAM_SCHEMAS["max_download_bytes"]})
-    policy = DownloadPolicy(data_root=settings.data_root, max_bytes=limit["max_download_bytes"])
+    policy = DownloadPolicy(
+        data_root=settings.data_root,
+        max_bytes=limit["max_download_bytes"],
+        allowed_hosts=parse_allowed_hosts(settings.download_allowed_hosts),
+    )
     return score_catalogue(
         settings.scoring_url,
         settings.served_model_dir,

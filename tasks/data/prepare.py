@@ -254,10 +254,7 @@ def iter_records(
         header = _header(reader)
         missing = [c for c in columns if c not in header]
         if missing:
-            raise DataError(
-                f"{raw_csv.name}: missing required column(s) {', '.join(missing)}; "
-                f"header has {', '.join(header) or 'nothing'}"
-            )
+            raise DataError(f"{raw_csv.name}: {_header_problem(header, missing)}")
         positions = {c: header.index(c) for c in (*columns, *(c for c in optional if c in header))}
         for fields_ in reader:
             if len(fields_) != len(header):
@@ -270,6 +267,18 @@ def csv_header(raw_csv: Path) -> list[str]:
     """The column names of a CSV file (an empty list for an empty file)."""
     with raw_csv.open(encoding="utf-8", errors="replace", newline="") as handle:
         return _header(csv.reader(handle))
+
+
+def _header_problem(header: list[str], missing: list[str]) -> str:
+    """What is wrong with a header that lacks required columns, in words: never its text, which for a file
+    that is not the movies CSV (a service's JSON answer, an error page) would land in logs and alerts."""
+    if not header:
+        found = "the file is empty"
+    elif header[0].startswith(("{", "[")):
+        found = "the file looks like JSON, not a CSV"
+    else:
+        found = f"the header has {len(header)} column(s)"
+    return f"missing required column(s) {', '.join(missing)}; {found}"
 
 
 def _header(reader: Iterator[list[str]]) -> list[str]:

@@ -413,7 +413,7 @@ def _download_dag(dag_id: str, url: str, out_dir: Path):
     from airflow.sdk import DAG
 
     from orchestration.wiring import DEFAULT_TASK_ARGS, step_task
-    from tasks.data.download import DownloadPolicy, download_dataset
+    from tasks.data.download import DownloadPolicy, download_dataset, parse_allowed_hosts
 
     retried_at_once = {"retries": 2, "retry_delay": timedelta(0), "retry_exponential_backoff": False}
     with DAG(
@@ -426,7 +426,8 @@ def _download_dag(dag_id: str, url: str, out_dir: Path):
 
         @step_task()
         def download() -> dict[str, Any]:
-            return download_dataset(url, out_dir, DownloadPolicy(data_root=out_dir, max_bytes=1 << 20))
+            loopback = parse_allowed_hosts(["127.0.0.1"])  # the test's server, as GENRE_DOWNLOAD_ALLOWED_HOSTS would
+            return download_dataset(url, out_dir, DownloadPolicy(out_dir, 1 << 20, allowed_hosts=loopback))
 
         download()
     return dag

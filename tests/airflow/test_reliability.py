@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -134,6 +139,71 @@ def test_a_local_file_outside_the_data_root_fails_at_download(dag, dirs, sample_
     assert states["run"] == "failed" and states["download"] == "failed" and states["prepare"] == "upstream_failed"
     assert not served.exists()
     assert not list(dirs["artifacts"].rglob("movies_metadata.csv")), "nothing was copied"
+
+
+# What Airflow's own API answers on loopback: the issue's probe read it back from the logs.
+_HEALTH = b'{"metadatabase":{"status":"healthy"},"scheduler":{"status":"healthy","token":"s3cret-7f2e"}}'
+
+
+@contextmanager
+def _health_service() -> Iterator[tuple[str, list[str]]]:
+    """An internal service on loopback answering every GET with _HEALTH; its URL and the paths asked."""
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(_HEALTH)))
+            self.end_headers()
+            self.wfile.write(_HEALTH)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/api/v2/monitor/health", asked
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _echoes_the_answer(text: str) -> bool:
+    return any(piece in text for piece in ("metadatabase", "healthy", "s3cret-7f2e"))
+
+
+def test_an_internal_http_service_is_refused_at_download(dag, dirs, inbox, sample_csv: Path, caplog, capfd) -> None:
+    """A dataset_url on loopback (the issue's probe): the download task refuses it before sending a request,
+    names the setting that would admit it, and nothing of the service's answer reaches a log or an alert."""
+    caplog.set_level(logging.DEBUG)
+    with _health_service() as (url, asked):
+        states = run_dag(dag, quick_conf(sample_csv, dataset_url=url, embedding_module="x"))
+    assert states["run"] == "failed" and states["download"] == "failed" and states["prepare"] == "upstream_failed"
+    assert asked == [], "the worker never sent the request"
+    (alert,) = alert_texts(inbox)
+    assert "which is loopback, not public" in alert and "GENRE_DOWNLOAD_ALLOWED_HOSTS" in alert
+    output = capfd.readouterr()
+    assert not _echoes_the_answer(alert + caplog.text + output.out + output.err)
+
+
+def test_an_allowed_host_answering_json_fails_at_prepare_without_echoing_it(
+    dag, dirs, inbox, sample_csv: Path, caplog, capfd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same service admitted by GENRE_DOWNLOAD_ALLOWED_HOSTS: downloaded, then refused by prepare in
+    words (JSON, not a CSV), its text in no log and no alert."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("GENRE_DOWNLOAD_ALLOWED_HOSTS", "127.0.0.1")
+    with _health_service() as (url, asked):
+        states = run_dag(dag, quick_conf(sample_csv, dataset_url=url, embedding_module="x"))
+    assert asked == ["/api/v2/monitor/health"]
+    assert states["download"] == "success" and states["prepare"] == "failed"
+    (alert,) = alert_texts(inbox)
+    assert "the file looks like JSON, not a CSV" in alert
+    output = capfd.readouterr()
+    assert not _echoes_the_answer(alert + caplog.text + output.out + output.err)
 
 
 @pytest.mark.parametrize("conf", [{"version": 0}, {"version": "../1"}, {"version": 1, "reason": ""}])

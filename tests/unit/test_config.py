@@ -80,9 +80,12 @@ def test_settings_from_environment(tmp_path: Path) -> None:
             "GENRE_ARTIFACTS_DIR": str(tmp_path / "a"),
             "MOVIES_DATASET_URL": "x",
             "GENRE_DATA_ROOT": str(tmp_path / "d"),
+            "GENRE_DOWNLOAD_ALLOWED_HOSTS": "data.internal, 10.0.0.0/8:8080,",
         }
     )
     assert settings.data_root == tmp_path / "d"
+    assert settings.download_allowed_hosts == ("data.internal", "10.0.0.0/8:8080")
+    assert Settings.from_env({}).download_allowed_hosts == (), "no internal host unless the deployment names it"
     assert settings.served_model_dir == tmp_path / "m" / "movie_genre"
     assert settings.dataset_url == "x"
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pyarrow as pa
@@ -91,8 +92,32 @@ def test_other_columns_are_optional(tmp_path: Path) -> None:
 def test_empty_file_fails_clearly(tmp_path: Path) -> None:
     raw = tmp_path / "raw.csv"
     raw.write_text("")
-    with pytest.raises(DataError, match="missing required column"):
+    with pytest.raises(DataError, match=r"missing required column\(s\) id, overview, genres; the file is empty"):
         prepare_dataset(raw, tmp_path / "prepared", DEFAULT_GENRES, 0.2, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('{"metadatabase": {"status": "healthy"}, "token": "s3cret-7f2e"}\n', "the file looks like JSON, not a CSV"),
+        ('[{"status": "healthy", "token": "s3cret-7f2e"}]\n', "the file looks like JSON, not a CSV"),
+        ("status,healthy,s3cret-7f2e\nok,yes,no\n", "the header has 3 column(s)"),
+    ],
+    ids=["json_object", "json_array", "other_csv"],
+)
+def test_a_file_that_is_not_the_movies_csv_is_described_never_repeated(
+    tmp_path: Path, content: str, problem: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever the URL answered (an internal service's JSON, another CSV) lands in logs and alerts if
+    the error repeats it: the error says what is wrong instead."""
+    caplog.set_level(logging.DEBUG)
+    raw = tmp_path / "raw.csv"
+    raw.write_text(content)
+    with pytest.raises(DataError) as raised:
+        prepare_dataset(raw, tmp_path / "prepared", DEFAULT_GENRES, 0.2, 0.1)
+    assert str(raised.value) == f"raw.csv: missing required column(s) id, overview, genres; {problem}"
+    for text in ("healthy", "s3cret-7f2e", "status"):
+        assert text not in str(raised.value) and text not in caplog.text
 
 
 def test_real_file(shared_csv: Path, tmp_path: Path) -> None:
