@@ -158,7 +158,7 @@ class _Profiler:
         vectors = np.asarray(vectors, np.float64)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         unit = vectors / np.where(norms > 0, norms, 1.0)
-        if self.vector_total is None:
+        if self.vector_total is None or self.genre_vector_totals is None:
             self.vector_total = np.zeros(unit.shape[1])
             self.genre_vector_totals = np.zeros((len(self.genres), unit.shape[1]))
         self.vector_total += unit.sum(axis=0)

@@ -135,6 +135,8 @@ def _run_suites(
 ) -> dict[str, Any]:
     """Each suite's GX validation result, by suite name; Data Docs are rendered under `gx_root`."""
     import great_expectations as gx
+    from great_expectations.checkpoint.actions import UpdateDataDocsAction
+    from great_expectations.core.result_format import DEFAULT_RESULT_FORMAT
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -158,8 +160,8 @@ def _run_suites(
                         gx.ValidationDefinition(name=suite.name, data=batch, suite=context.suites.add(suite))
                     )
                 ],
-                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-                **({"result_format": DRIFT_RESULT_FORMAT} if is_drift else {}),
+                actions=[UpdateDataDocsAction(name="data_docs")],
+                result_format=DRIFT_RESULT_FORMAT if is_drift else DEFAULT_RESULT_FORMAT,
             )
         )
         result = checkpoint.run(

@@ -171,7 +171,7 @@ def _read_keys(shard: Path) -> np.ndarray:
     """A shard's keys alone (the file's other arrays are not read), unverified: a shard is verified when
     its vectors are read."""
     with np.load(shard, allow_pickle=False) as data:
-        keys = data["keys"]
+        keys: np.ndarray = data["keys"]
     if keys.ndim != 2 or keys.shape[1] != KEY_BYTES:
         raise ValueError("keys have the wrong shape")
     return keys

@@ -36,7 +36,8 @@ class ModuleEmbedder:
     def __call__(self, texts: list[str]) -> np.ndarray:
         from tasks.tensorflow_runtime import tf
 
-        return self._layer(tf.constant(texts)).numpy()
+        vectors: np.ndarray = self._layer(tf.constant(texts)).numpy()
+        return vectors
 
 
 def embed_dataset(prepared_dir: Path, module_handle: str, cache: EmbeddingCache) -> dict[str, Any]:

@@ -115,7 +115,8 @@ def module_fingerprint(handle: str) -> str:
     """Fingerprint of a module: the recorded one for a module built here, else a hash of the handle."""
     info = Path(handle) / INFO_FILE
     if info.is_file():
-        return read_json(info)["fingerprint"]
+        recorded: str = read_json(info)["fingerprint"]
+        return recorded
     return "handle:" + hashlib.sha256(handle.encode()).hexdigest()
 
 

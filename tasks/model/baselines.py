@@ -23,7 +23,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from scipy import sparse
@@ -39,7 +39,7 @@ TFIDF, EMBEDDING = "tfidf_logreg", "embedding_logreg"
 INVERSE_REGULARIZATION = {TFIDF: 10.0, EMBEDDING: 1.0}
 MAX_ITERATIONS = 1000
 
-Rows = sparse.csr_matrix | np.ndarray
+Rows: TypeAlias = sparse.csr_matrix | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ class GenreLogregs:
     def probabilities(self, rows: Rows) -> np.ndarray:
         # What LogisticRegression.predict_proba gives for the positive class; ±inf intercepts (a genre
         # with one class in the train split, zero weights) give the constant 1 or 0 OneVsRestClassifier did.
-        return expit(np.asarray(rows @ self.coef.T) + self.intercept)
+        probabilities: np.ndarray = expit(np.asarray(rows @ self.coef.T) + self.intercept)
+        return probabilities
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class Baselines:
 
     def save(self, path: Path, genres: Sequence[str]) -> None:
         """Write the weights for the next run's warm start."""
-        arrays = {}
+        arrays: dict[str, Any] = {}  # Any: numpy's stubs would match a dict of arrays against allow_pickle
         for name, logregs in ((TFIDF, self.tfidf), (EMBEDDING, self.embedding)):
             arrays |= {f"{name}_coef": logregs.coef, f"{name}_intercept": logregs.intercept}
             arrays[f"{name}_features"] = np.array(logregs.features)

@@ -74,8 +74,8 @@ PARITY_TOLERANCE = 1e-4
 class _Counts:
     records: int = 0
     scored: int = 0
-    skipped: Counter = field(default_factory=Counter)
-    embeddings: Counter = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    embeddings: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -214,6 +214,7 @@ def _movie_chunks(csv_path: Path, chunk_rows: int, counts: _Counts) -> Iterator[
         if reason is not None:
             counts.skipped[reason] += 1
             continue
+        assert movie_id is not None  # a record without a numeric id has its reason above
         seen.add(movie_id)
         ids.append(movie_id)
         texts.append(overview)

@@ -68,12 +68,14 @@ def read_labels(model_dir: Path) -> list[str]:
 
 def read_thresholds(model_dir: Path) -> dict[str, float]:
     """Each genre's tuned decision threshold; raises FileNotFoundError for a model exported without them."""
-    return read_json(thresholds_path(model_dir))
+    thresholds: dict[str, float] = read_json(thresholds_path(model_dir))
+    return thresholds
 
 
 def read_training_record(model_dir: Path) -> dict[str, Any]:
     """What the model was trained with (see `train.train_model`); OSError or ValueError if unreadable."""
-    return read_json(training_record_path(model_dir))
+    record: dict[str, Any] = read_json(training_record_path(model_dir))
+    return record
 
 
 def write_assets(folder: Path, genres: Sequence[str], thresholds: Mapping[str, float]) -> tuple[Path, Path]:

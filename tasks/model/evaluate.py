@@ -134,7 +134,9 @@ def evaluate_model(
     baselines.save(out_dir / BASELINES_FILE, genres)
     write_json(out_dir / "metrics.json", metrics)
     with atomic_path(out_dir / "predictions.npz") as tmp, tmp.open("wb") as handle:
-        np.savez(handle, labels=labels, genres=np.array(genres), **{MODEL: probabilities}, **baseline_scores)
+        # Any: numpy's stubs would match the unpacked dict of arrays against savez's allow_pickle.
+        arrays: dict[str, Any] = {"labels": labels, "genres": np.array(genres), MODEL: probabilities, **baseline_scores}
+        np.savez(handle, **arrays)
     log.info(
         "auc_micro %.4f (best baseline %s %+.4f), auc_macro %s on %d test rows",
         metrics["auc_micro"],

@@ -52,7 +52,7 @@ def compute_metrics(
             "support": int(column.sum()),
             **at_half[index],
         }
-        if tuned:
+        if tuned and thresholds:
             per_genre[genre]["tuned"] = {"threshold": thresholds[genre], **tuned[index]}
     aucs = [m["auc"] for m in per_genre.values() if m["auc"] is not None]
     return {

@@ -36,7 +36,8 @@ def check_serving(model_dir: Path) -> dict[str, Any]:
     if result.returncode != 0:
         detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise ServingCheckError(f"serving check failed for {model_dir}: {detail}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    checked: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return checked
 
 
 def check_in_this_process(model_dir: Path) -> dict[str, Any]:

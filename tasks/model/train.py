@@ -199,7 +199,7 @@ def train_candidate(
     cache: EmbeddingCache,
 ) -> dict[str, Any]:
     """Train one candidate: the run's training params with the candidate's overrides."""
-    base = {
+    base: dict[str, Any] = {
         "embedding_module": embedding_module,
         "epochs": run_config.epochs,
         "batch_size": run_config.batch_size,
