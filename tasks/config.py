@@ -189,6 +189,11 @@ def param(*, default: Any, section: str, description: str, **schema: Any) -> Any
     return field(metadata={"param": {"default": default, **schema, "section": section, "description": description}})
 
 
+def param_of(config_class: type, name: str) -> Any:
+    """The same param as `config_class`'s field `name`: one declaration shared by two config classes."""
+    return field(metadata=next(f for f in fields(config_class) if f.name == name).metadata)
+
+
 def params_schemas(config_class: type) -> dict[str, dict[str, Any]]:
     """{param: JSON schema with its default, section and description}, in the declared order."""
     return {f.name: f.metadata["param"] for f in fields(config_class)}
@@ -487,7 +492,7 @@ class RollbackConfig:
         section=REGISTRY,
         description="Why: kept in the history.",
     )
-    keep_versions: int = field(metadata=RunConfig.__dataclass_fields__["keep_versions"].metadata)
+    keep_versions: int = param_of(RunConfig, "keep_versions")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], settings: Settings) -> RollbackConfig:

@@ -85,9 +85,9 @@ class _Totals:
     """What the summary and the coverage table need, counted as the records stream by."""
 
     records: int = 0
-    dropped: Counter = field(default_factory=Counter)
-    split_rows: Counter = field(default_factory=Counter)
-    positives: Counter = field(default_factory=Counter)  # (genre index, split) → movies
+    dropped: Counter[str] = field(default_factory=Counter)
+    split_rows: Counter[str] = field(default_factory=Counter)
+    positives: Counter[tuple[int, str]] = field(default_factory=Counter)  # (genre index, split) → movies
     seen_ids: set[int] = field(default_factory=set)  # one int per kept movie: all that grows with the file
 
 
@@ -192,7 +192,7 @@ def _add_record(
     movie_id = parse_movie_id(raw_id)
     reason = _drop_reason(movie_id, overview, names, labels, totals.seen_ids)
     _note_record(chunk, totals, raw_id, len(overview), names is not None, sum(labels), reason)
-    if reason is None:
+    if reason is None and movie_id is not None:  # (an unparseable id always has its reason)
         split = assign_split(movie_id, *fractions)
         totals.seen_ids.add(movie_id)
         totals.split_rows[split] += 1

@@ -69,9 +69,9 @@ def _published_by(registry: ModelRegistry, actor: str) -> int | None:
     return None
 
 
-def build_manifest(run_id: str, params: Mapping[str, Any], stages: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """What a version records of its origin: the run, its params, each stage's summary and timing,
-    the code's commit and the package versions."""
+def build_manifest(run_id: str, params: Mapping[str, Any], stages: Mapping[str, Any]) -> dict[str, Any]:
+    """What a version records of its origin: the run, its params, each stage's summary and timing (None
+    for a stage that did not run), the code's commit and the package versions."""
     return {
         "dag_run_id": run_id,
         "params": dict(params),
