@@ -6,19 +6,33 @@ import contextlib
 import json
 import re
 import shutil
+import tomllib
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from tasks.artifacts import write_json
 from tasks.config import EXPECTATIONS_DIR
 from tasks.data.validate import validate_dataset
 from tasks.errors import DataGateError, ModelGateError
 from tasks.model.gate import check_model_gate
-from tasks.model.report import auc_axis_limits, gate_failure, history_figure, write_report
+from tasks.model.report import gate_failure, write_report
+from tasks.model.report_figures import auc_axis_limits, history_figure
+from tests.sample_data import PROJECT_ROOT
 
 DAG_ID = "movie_genre_retrain"
 RUN_ID = "manual__2026-12-02T03:00:00+00:00"
+# A run id a person may type in the trigger form: the page shows it as text, never as markup.
+HOSTILE_RUN_ID = """manual__<script>alert('x & "y"')</script>"""
+GENRES = ["Comedy", "Drama", "Science Fiction", "Horror"]
+FIGURE_TITLES = (
+    "Genre shares and overview lengths: version 2&#x27;s training data and now",
+    "ROC curves per genre (test split)",
+    "Precision-recall curves per genre (test split)",
+    "Micro AUC of every promoted version",
+)
 
 
 def _validate(prepared: Path, run_dir: Path, min_rows: int) -> None:
@@ -207,3 +221,394 @@ def test_a_promoted_run_reports_its_version_and_the_champion_figures(
         f"served version 1: auc_micro {champion:.4f}, max_auc_drop 0.0050 "
         f"(a challenger needs at least {champion - 0.005:.4f})",
     ]
+
+
+# Fixed run folders, written by hand in the formats validate, evaluate and promote write, so a page's
+# every byte is known: each scenario writes its files and returns (run id, promoted version, model folder).
+
+
+def _expectation(
+    kind: str, kwargs: dict, result: dict, why: str | None = None, success: bool = False, error: str | None = None
+) -> dict:
+    """One GX expectation result as validation/results.json holds it."""
+    return {
+        "success": success,
+        "expectation_config": {"type": kind, "kwargs": kwargs, "meta": {"why": why} if why else {}},
+        "result": result,
+        "exception_info": {"raised_exception": error is not None, "exception_message": error},
+    }
+
+
+def _suite(*results: dict) -> dict:
+    return {
+        "success": all(r["success"] for r in results),
+        "results": list(results),
+        "statistics": {"evaluated_expectations": len(results)},
+    }
+
+
+def _passed_validation(run_dir: Path) -> None:
+    row_count = _expectation(
+        "expect_table_row_count_to_be_between", {"min_value": 200}, {"observed_value": 800}, success=True
+    )
+    write_json(
+        run_dir / "validation" / "results.json", {"movies": _suite(row_count, row_count), "records": _suite(row_count)}
+    )
+
+
+def _failed_validation(run_dir: Path) -> None:
+    movies = _suite(
+        _expectation(
+            "expect_table_row_count_to_be_between",
+            {"min_value": 1_000_000, "batch_id": "b"},
+            {"observed_value": 800},
+            why="a truncated download <b>& friends</b> trains on too little",
+        ),
+        _expectation("expect_column_to_exist", {"column": "overview"}, {}),
+    )
+    records = _suite(
+        _expectation(
+            "expect_column_values_to_be_in_set",
+            {"column": "genres_parsed", "value_set": [True], "mostly": 0.99, "result_format": "SUMMARY"},
+            {
+                "unexpected_count": 400,
+                "element_count": 800,
+                "unexpected_percent": 50.0,
+                "partial_unexpected_list": [False] * 6,
+            },
+            why="unparsed genres are labels lost",
+        ),
+        _expectation(
+            "expect_column_mean_to_be_between",
+            {"column": "year", "min_value": 1990.5, "max_value": 2030},
+            {"observed_value": 1975.25},
+        ),
+        _expectation(
+            "expect_column_values_to_match_regex", {"column": "id", "regex": "^[0-9]+$"}, {}, error="boom <x>"
+        ),
+        _expectation("expect_table_row_count_to_be_between", {"min_value": 1}, {"observed_value": 800}, success=True),
+    )
+    write_json(
+        run_dir / "validation" / "results.json",
+        {
+            "movies": movies,
+            "records": records,
+            "genre_drift": _suite(
+                _expectation(
+                    "expect_column_values_to_be_between",
+                    {"column": "abs_change", "max_value": 0.05},
+                    {
+                        "unexpected_count": 1,
+                        "element_count": 4,
+                        "unexpected_percent": 25.0,
+                        "partial_unexpected_list": [0.123456],
+                    },
+                )
+            ),
+        },
+    )
+
+
+def _drift_row(field: str, now: str, then: str, measure: str, tolerance: str, passed: bool | None) -> dict:
+    return {"field": field, "now": now, "then": then, "measure": measure, "tolerance": tolerance, "passed": passed}
+
+
+def _checked_drift(passed: bool) -> dict:
+    """drift.json of a run checked against served version 2: its table rows, failures and the figure's data."""
+    failures = [] if passed else ["Drama share 41.0% vs 30.0% in version 2's training data (max change 5 points)"]
+    return {
+        "checked": True,
+        "served_version": 2,
+        "passed": passed,
+        "suites": ["genre_drift"],
+        "rows": [
+            _drift_row("Comedy share", "30.0%", "31.0%", "-1.0 points", "5 points", True),
+            _drift_row("Drama share", "41.0%", "30.0%", "+11.0 points", "5 points", passed),
+            _drift_row("Horror share", "-", "2.0%", "-", "not checked", None),
+            _drift_row("languages <top>", "en 90%", "en 88%", "0.0213", "0.1", True),
+        ],
+        "failures": failures,
+        "genres": [
+            {"genre": "Comedy", "share_now": 0.30, "share_then": 0.31},
+            {"genre": "Drama", "share_now": 0.41, "share_then": 0.30},
+            {"genre": "Horror", "share_now": None, "share_then": 0.02},
+        ],
+        "lengths": {
+            "edges": [0, 10, 14, 20, 28, 40, 57, 80],
+            "now": [0, 3, 10, 25, 30, 12, 0, 0],
+            "then": [1, 4, 12, 20, 28, 15, 2, 0],
+        },
+    }
+
+
+def _evaluated(run_dir: Path, gate: dict | None, no_positives: bool = False) -> None:
+    """metrics.json and predictions.npz as evaluate writes them, with `gate` as the model gate adds it."""
+    rng = np.random.default_rng(7)
+    labels = (rng.random((60, len(GENRES))) < 0.3).astype(np.int8)
+    if no_positives:
+        labels[:, -1] = 0
+    scores = {
+        name: np.clip(labels * weight + rng.random(labels.shape) * (1 - weight), 0, 1)
+        for name, weight in (("model", 0.5), ("tfidf", 0.3))
+    }
+    np.savez(run_dir / "predictions.npz", labels=labels, genres=np.array(GENRES), **scores)
+    per_genre = {
+        genre: {
+            "support": int(labels[:, i].sum()),
+            "auc": 0.75 + i / 100,
+            "f1": 0.4 + i / 50,
+            "tuned": {"threshold": 0.3125, "f1": 0.51234},
+        }
+        for i, genre in enumerate(GENRES)
+    }
+    if no_positives:
+        per_genre["Horror"] = {"support": 0, "auc": None, "f1": 0.0}
+    metrics = {
+        "test_rows": 60,
+        "auc_micro": 0.853214,
+        "auc_macro": 0.80046,
+        "baselines": {
+            "tfidf": {"auc_micro": 0.8012, "auc_macro": 0.79},
+            "embedding <lr>": {"auc_micro": 0.83, "auc_macro": 0.7},
+        },
+        "per_genre": per_genre,
+        "article_predictions": [
+            {
+                "description": "An examination of our dietary choices & the food we put in our bodies.",
+                "probabilities": {"Comedy": 0.1, "Drama": 0.455, "Science Fiction": 0.02, "Horror": 0.3},
+            },
+            {
+                "description": "Ethan Hunt's <IMF> team",
+                "probabilities": {"Comedy": 0.5, "Drama": 0.5, "Science Fiction": 0.9, "Horror": 0.0},
+            },
+        ],
+    }
+    write_json(run_dir / "metrics.json", metrics if gate is None else {**metrics, "gate": gate})
+
+
+def _served_versions(served: Path, aucs: dict[int, float | None]) -> None:
+    """A registry with these versions; a version with no AUC has a manifest without metrics."""
+    for version, auc in aucs.items():
+        write_json(
+            served / str(version) / "manifest.json",
+            {"version": version, "metrics": {} if auc is None else {"auc_micro": auc}},
+        )
+
+
+def _data_gate_failed(run_dir: Path) -> tuple[str, int | None, Path | None]:
+    _failed_validation(run_dir)
+    (run_dir / "validation" / "data_docs").mkdir(parents=True)
+    (run_dir / "validation" / "data_docs" / "index.html").write_text("<html></html>")
+    write_json(run_dir / "validation" / "drift.json", _checked_drift(passed=False))
+    return HOSTILE_RUN_ID, None, None
+
+
+def _drift_skipped(run_dir: Path) -> tuple[str, int | None, Path | None]:
+    _passed_validation(run_dir)
+    write_json(run_dir / "validation" / "drift.json", {"checked": False, "reason": "no served <version>"})
+    return RUN_ID, None, None
+
+
+def _promoted_with_champion(run_dir: Path) -> tuple[str, int | None, Path | None]:
+    _passed_validation(run_dir)
+    (run_dir / "validation" / "data_docs").mkdir(parents=True)
+    (run_dir / "validation" / "data_docs" / "index.html").write_text("<html></html>")
+    write_json(run_dir / "validation" / "drift.json", _checked_drift(passed=True))
+    champion = {"version": 2, "value": 0.8412, "scoring": "served"}
+    gate = {
+        "passed": True,
+        "reason": "auc_micro 0.8532 >= 0.8362 (served version 2's 0.8412 - 0.005)",
+        "champion": champion,
+    }
+    _evaluated(run_dir, gate)
+    _served_versions(run_dir / "served", {1: 0.8123, 2: 0.8412, 3: 0.853214, 4: None})
+    return RUN_ID, 3, run_dir / "model"
+
+
+def _model_gate_failed(run_dir: Path) -> tuple[str, int | None, Path | None]:
+    _passed_validation(run_dir)
+    _evaluated(
+        run_dir, {"passed": False, "reason": "auc_micro 0.8532 < auc_threshold 0.9900 & more"}, no_positives=True
+    )
+    _served_versions(run_dir / "served", {1: 0.9})
+    return RUN_ID, None, run_dir / "model"
+
+
+def _evaluated_before_the_gate(run_dir: Path) -> tuple[str, int | None, Path | None]:
+    """Metrics but no gate decision, no validation results and no served version."""
+    run_dir.mkdir(parents=True)
+    _evaluated(run_dir, None)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    write_json(run_dir / "metrics.json", {**metrics, "baselines": {}})
+    return RUN_ID, None, run_dir / "model"
+
+
+SCENARIOS = {
+    "data_gate_failed": _data_gate_failed,
+    "drift_skipped": _drift_skipped,
+    "promoted_with_champion": _promoted_with_champion,
+    "model_gate_failed": _model_gate_failed,
+    "evaluated_before_the_gate": _evaluated_before_the_gate,
+}
+
+
+def _fixed_report(run_dir: Path, scenario: str) -> str:
+    run_id, version, model_dir = SCENARIOS[scenario](run_dir)
+    write_report(run_dir, model_dir, run_dir / "served", dag_id=DAG_ID, run_id=run_id, version=version)
+    return (run_dir / "report.html").read_text(encoding="utf-8")
+
+
+def _headings(page: str) -> list[str]:
+    return re.findall(r"<h[23]>(.*?)</h[23]>", page)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "headings"),
+    [
+        (
+            "data_gate_failed",
+            [
+                "Data gate: FAILED",
+                "Drift from version 2's training data: FAILED",
+                "Genre shares and overview lengths: version 2&#x27;s training data and now",
+            ],
+        ),
+        ("drift_skipped", ["Data gate: passed", "Drift", "Model"]),
+        (
+            "promoted_with_champion",
+            [
+                "Data gate: passed",
+                "Drift from version 2's training data: passed",
+                "Genre shares and overview lengths: version 2&#x27;s training data and now",
+                "Model gate: passed",
+                "Test metrics (60 movies)",
+                "Per genre",
+                "ROC curves per genre (test split)",
+                "Precision-recall curves per genre (test split)",
+                "Micro AUC of every promoted version",
+                "Sample predictions",
+            ],
+        ),
+        (
+            "model_gate_failed",
+            [
+                "Data gate: passed",
+                "Drift",
+                "Model gate: FAILED",
+                "Test metrics (60 movies)",
+                "Per genre",
+                "ROC curves per genre (test split)",
+                "Precision-recall curves per genre (test split)",
+                "Micro AUC of every promoted version",
+                "Sample predictions",
+            ],
+        ),
+        (
+            "evaluated_before_the_gate",
+            [
+                "Data gate",
+                "Drift",
+                "Model gate",
+                "Test metrics (60 movies)",
+                "Per genre",
+                "ROC curves per genre (test split)",
+                "Precision-recall curves per genre (test split)",
+                "Micro AUC of every promoted version",
+                "Sample predictions",
+            ],
+        ),
+    ],
+)
+def test_every_section_is_one_line_of_the_page(tmp_path: Path, scenario: str, headings: list[str]) -> None:
+    page = _fixed_report(tmp_path / "run", scenario)
+    head, body = page.split("<body>")
+    assert head.startswith('<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>')
+    assert page.endswith("\n</body></html>\n")
+    lines = body.removesuffix("\n</body></html>\n").split("\n")
+    assert lines[0].startswith("<h1>") and lines[0].endswith("</h1>")
+    assert all(line.startswith(("<h2>", "<p>")) for line in lines[1:]), "a section a line, each from its start"
+    assert _headings(body) == headings
+    figures = re.findall(r'<h2>([^<]*)</h2><img alt="([^"]*)" src="data:image/png;base64,[A-Za-z0-9+/]+=*">', body)
+    assert [title for title, _ in figures] == [alt for _, alt in figures] == [h for h in headings if h in FIGURE_TITLES]
+    assert body.count("<img") == len(figures)
+
+
+def test_a_run_id_with_markup_is_text(tmp_path: Path) -> None:
+    page = _fixed_report(tmp_path / "run", "data_gate_failed")
+    run_id = "manual__&lt;script&gt;alert(&#x27;x &amp; &quot;y&quot;&#x27;)&lt;/script&gt;"
+    title = f"movie_genre_retrain · run {run_id} · not promoted"
+    assert f"<title>{title}</title>" in page and f"<h1>{title}</h1>" in page
+    assert "<script" not in page
+
+
+def test_failed_expectations_are_rows_of_escaped_text(tmp_path: Path) -> None:
+    page = _fixed_report(tmp_path / "run", "data_gate_failed")
+    assert '<p>6 expectation(s) not met. <a href="validation/data_docs/index.html">Data Docs</a></p><table>' in page
+    for row in (
+        "<td>movies</td><td>expect_table_row_count_to_be_between</td><td>(table)</td><td>800</td>"
+        "<td>at least 1000000</td><td>a truncated download &lt;b&gt;&amp; friends&lt;/b&gt; trains on too little</td>",
+        "<td>movies</td><td>expect_column_to_exist</td><td>overview</td><td>-</td><td>-</td><td></td>",
+        "<td>records</td><td>expect_column_values_to_be_in_set</td><td>genres_parsed</td>"
+        "<td>400 of 800 values unexpected (50.00%), e.g. [False, False, False, False, False]</td>"
+        "<td>values in [True] for at least 99% of values</td><td>unparsed genres are labels lost</td>",
+        "<td>records</td><td>expect_column_mean_to_be_between</td><td>year</td><td>1975</td>"
+        "<td>between 1990 and 2030</td><td></td>",
+        "<td>records</td><td>expect_column_values_to_match_regex</td><td>id</td><td>an error (boom &lt;x&gt;)</td>"
+        "<td>regex=^[0-9]+$</td><td></td>",
+    ):
+        assert f"<tr>{row}</tr>" in page
+    assert "<p>The run stopped at the data gate: no model was trained.</p>" in page
+
+
+def test_drift_rows_give_each_verdict(tmp_path: Path) -> None:
+    failed = _fixed_report(tmp_path / "failed", "data_gate_failed")
+    assert (
+        "<ul><li>Drama share 41.0% vs 30.0% in version 2&#x27;s training data (max change 5 points)</li></ul>"
+        "<table><tr><th>field</th><th>now</th><th>version 2's training data</th>"
+    ) in failed
+    for row in (
+        "<td>Comedy share</td><td>30.0%</td><td>31.0%</td><td>-1.0 points</td><td>5 points</td><td>passed</td>",
+        "<td>Drama share</td><td>41.0%</td><td>30.0%</td><td>+11.0 points</td><td>5 points</td><td>FAILED</td>",
+        "<td>Horror share</td><td>-</td><td>2.0%</td><td>-</td><td>not checked</td><td>not checked</td>",
+        "<td>languages &lt;top&gt;</td><td>en 90%</td><td>en 88%</td><td>0.0213</td><td>0.1</td><td>passed</td>",
+    ):
+        assert f"<tr>{row}</tr>" in failed
+    skipped = _fixed_report(tmp_path / "skipped", "drift_skipped")
+    assert "<h2>Drift</h2><p>Drift checks skipped: no served &lt;version&gt;.</p>" in skipped
+    assert "<h2>Data gate: passed</h2><p>3 expectations in 2 suites met.</p>" in skipped, "no Data Docs, no link"
+
+
+def test_metrics_read_to_four_places(tmp_path: Path) -> None:
+    promoted = _fixed_report(tmp_path / "promoted", "promoted_with_champion")
+    assert (
+        "<h2>Model gate: passed</h2><p>auc_micro 0.8532 &gt;= 0.8362 (served version 2&#x27;s 0.8412 - 0.005)</p>"
+        "<p>Promoted as version 3.</p>"
+    ) in promoted
+    assert (
+        "<h2>Test metrics (60 movies)</h2><p>The model beats the best baseline (embedding &lt;lr&gt;) by +0.0232 "
+        "micro-AUC.</p><table><tr><th>model</th><th>micro AUC</th><th>macro AUC</th></tr>"
+        "<tr><td>model</td><td>0.8532</td><td>0.8005</td></tr><tr><td>embedding &lt;lr&gt;</td><td>0.8300</td>"
+        "<td>0.7000</td></tr><tr><td>tfidf</td><td>0.8012</td><td>0.7900</td></tr></table>"
+    ) in promoted
+    assert "<tr><td>Drama</td><td>17</td><td>0.7600</td><td>0.4200</td><td>0.3125</td><td>0.5123</td></tr>" in promoted
+    assert (
+        "<tr><td>An examination of our dietary choices &amp; the food we put in our bodies.</td>"
+        "<td>Drama 0.46, Horror 0.30, Comedy 0.10</td></tr>"
+        "<tr><td>Ethan Hunt&#x27;s &lt;IMF&gt; team</td><td>Science Fiction 0.90, Comedy 0.50, Drama 0.50</td></tr>"
+    ) in promoted
+
+    failed = _fixed_report(tmp_path / "failed", "model_gate_failed")
+    assert "<p>auc_micro 0.8532 &lt; auc_threshold 0.9900 &amp; more</p><p>Not promoted.</p>" in failed
+    assert "<tr><td>Horror</td><td>0</td><td>-</td><td>0.0000</td><td>-</td><td>-</td></tr>" in failed, "no AUC"
+
+    before = _fixed_report(tmp_path / "before", "evaluated_before_the_gate")
+    assert "<h2>Model gate</h2><p>The run did not reach the model gate.</p>" in before
+    assert "<h2>Test metrics (60 movies)</h2><table>" in before, "no baselines, no margin"
+
+
+def test_the_template_is_package_data() -> None:
+    """A non-editable install copies only the files pyproject.toml names beside the code."""
+    patterns = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    package = PROJECT_ROOT / "tasks" / "model"
+    templates = [p.relative_to(package) for p in (package / "templates").iterdir()]
+    assert templates and all(any(t.match(glob) for glob in patterns["tasks.model"]) for t in templates)
