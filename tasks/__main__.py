@@ -1,6 +1,6 @@
 """Command line of the pipeline's tools.
 
-python -m tasks predict ["a description" …]   top genres from the served model (default: the blog's three)
+python -m tasks predict ["a description" …]   genres from the served model (default: the blog's three)
 python -m tasks models                        promoted versions, their metrics, which is served
 python -m tasks rollback [--to N]             re-publish version N (default: the previous one) as the newest
 python -m tasks build-embedding-module use-m3|glove-6b-50d OUT_DIR
@@ -25,11 +25,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m tasks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    predict = commands.add_parser("predict", help="top genres for each description, from the served model")
+    predict = commands.add_parser(
+        "predict", help="the most probable and the predicted genres of each description, from the served model"
+    )
     predict.add_argument(
         "descriptions", nargs="*", help="movie descriptions (none: the three the TensorFlow blog post predicts)"
     )
-    predict.add_argument("--top", type=int, default=2)
+    predict.add_argument("--top", type=int, default=2, help="how many of the most probable genres to show")
     commands.add_parser("models", help="list promoted versions")
     rollback = commands.add_parser("rollback", help="re-publish an earlier version as the newest")
     rollback.add_argument(
@@ -56,15 +58,13 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> None:
     if args.command == "predict":
         from tasks.model.evaluate import ARTICLE_DESCRIPTIONS
-        from tasks.model.predict import predict_genres
+        from tasks.model.predict import predict_genres, prediction_lines
 
         descriptions = args.descriptions or list(ARTICLE_DESCRIPTIONS)
         predictions = predict_genres(descriptions, settings.served_model_dir, args.top)
         for description, prediction in zip(descriptions, predictions, strict=True):
             print(description)
-            for genre, probability in prediction.top:
-                print(f"  {genre}: {probability:.3f}")
-            print(f"  predicted genres: {', '.join(prediction.genres) or 'none above its threshold'}")
+            print("\n".join(prediction_lines(prediction)))
     elif args.command == "models":
         from tasks.registry.rollback import empty_registry_message, list_models
 

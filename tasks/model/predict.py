@@ -16,6 +16,22 @@ from tasks.registry.versions import ModelRegistry
 class Prediction:
     top: list[tuple[str, float]]  # the most likely genres with their probabilities
     genres: list[str]  # every genre at or above its tuned threshold
+    probabilities: dict[str, float]  # every genre's
+    thresholds: dict[str, float]  # the threshold each genre is held to
+
+
+def prediction_lines(prediction: Prediction) -> list[str]:
+    """The two lines `python -m tasks predict` prints under a description. Each says what it lists: the
+    predicted genres need not be the most probable ones, since each genre has its own threshold."""
+    top = ", ".join(f"{genre} {probability:.3f}" for genre, probability in prediction.top)
+    chosen = ", ".join(
+        f"{genre} {prediction.probabilities[genre]:.3f} >= {prediction.thresholds[genre]:.3f}"
+        for genre in prediction.genres
+    )
+    return [
+        f"  most probable: {top}",
+        f"  predicted genres (probability >= the genre's tuned threshold): {chosen or 'none'}",
+    ]
 
 
 def predict_genres(descriptions: list[str], served_dir: Path, top: int = 2) -> list[Prediction]:
@@ -28,11 +44,12 @@ def predict_genres(descriptions: list[str], served_dir: Path, top: int = 2) -> l
     genres = read_labels(model_dir)
     thresholds = _tuned_thresholds(model_dir)
     probabilities = predict_probabilities(model_dir, descriptions)
+    held_to = {genre: thresholds.get(genre, DECISION_THRESHOLD) for genre in genres}
     predictions = []
     for row in probabilities:
         scored = sorted(zip(genres, map(float, row), strict=True), key=lambda pair: pair[1], reverse=True)
-        chosen = [genre for genre, p in scored if p >= thresholds.get(genre, DECISION_THRESHOLD)]
-        predictions.append(Prediction(top=scored[:top], genres=chosen))
+        chosen = [genre for genre, p in scored if p >= held_to[genre]]
+        predictions.append(Prediction(top=scored[:top], genres=chosen, probabilities=dict(scored), thresholds=held_to))
     return predictions
 
 

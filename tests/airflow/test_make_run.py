@@ -99,8 +99,9 @@ def test_make_run_prints_a_readable_run_and_a_failure_last(tmp_path: Path, sampl
     assert f"  Version   1 promoted to {tmp_path / 'models' / 'movie_genre' / '1'}" in summary
     assert f"  Report    {run_dir / 'report.html'}" in summary and (run_dir / "report.html").is_file()
     assert f"  Log       {log}" in summary
-    predictions = [line for line in lines if line.startswith("  predicted genres: ")]
-    assert len(predictions) == 3 and lines[-1].startswith("  predicted genres: ")
+    predicted = "  predicted genres (probability >= the genre's tuned threshold): "
+    predictions = [line for line in lines if line.startswith(predicted)]
+    assert len(predictions) == 3 and lines[-1].startswith(predicted)
     airflow_log = log.read_text()
     assert "[DAG TEST] end task task_id=promote" in airflow_log and "DagRun Finished" in airflow_log
     assert "[DAG TEST]" not in first.stdout, "Airflow's own lines stay in the log file"
@@ -110,8 +111,10 @@ def test_make_run_prints_a_readable_run_and_a_failure_last(tmp_path: Path, sampl
     lines = second.stdout.splitlines()
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     figures = check_each_task_once(home, lines)
-    assert figures["retrain_needed"] == "unchanged since version 1: nothing to retrain"
-    assert "  Decision  nothing retrained: unchanged since version 1" in lines
+    gate_again = 'trigger with {"force": true} to retrain and gate again'
+    assert figures["fingerprint"] == "unchanged since version 1"
+    assert figures["retrain_needed"] == f"unchanged since version 1: nothing to retrain; {gate_again}"
+    assert f"  Decision  nothing retrained: unchanged since version 1; {gate_again}" in lines
     assert len(lines) < MAX_LINES
 
     # Forced, with a threshold the model cannot reach: the gate refuses it, and says so last.

@@ -1,12 +1,16 @@
-"""`python -m tasks models | rollback`, run in this process on real model folders."""
+"""`python -m tasks predict | models | rollback`, run in this process on real model folders."""
 
 from __future__ import annotations
 
+import math
+import shutil
 from pathlib import Path
 
 import pytest
 
 from tasks.__main__ import main
+from tasks.model.bundle import ASSETS_DIR, read_labels, write_assets
+from tasks.model.predict import predict_genres
 from tasks.registry.promote import promote_model
 from tasks.registry.versions import HISTORY_FILE, ModelRegistry
 
@@ -59,3 +63,37 @@ def test_a_refused_rollback_exits_1_and_says_why(
     assert main(["rollback", "--to", "1"]) == 1
     assert capsys.readouterr().err == "error: version 1 is already served\n"
     assert (models / "movie_genre" / HISTORY_FILE).read_bytes() == history
+
+
+@pytest.mark.slow
+def test_predict_says_what_each_line_lists(
+    models: Path, tmp_path: Path, glove_export: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The predicted genres need not be the most probable: the least probable genre, held to a threshold
+    just below its probability while every other genre is held to 1, is the one predicted."""
+    served = models / "movie_genre"
+    description = "A detective hunts a killer through the rainy streets of a city that never sleeps."
+    promote_model(glove_export, served, {"dag_run_id": "as trained"}, actor="test", reason="test", keep_versions=5)
+    [prediction] = predict_genres([description], served)
+    (first, p1), (second, p2) = prediction.top
+    least, p_least = min(prediction.probabilities.items(), key=lambda item: item[1])
+    held_to = math.floor(p_least * 1000) / 1000
+    strict = tmp_path / "strict"
+    shutil.copytree(glove_export, strict)
+    genres = read_labels(glove_export)
+    write_assets(strict / ASSETS_DIR, genres, {genre: held_to if genre == least else 1.0 for genre in genres})
+    promote_model(strict, served, {"dag_run_id": "strict"}, actor="test", reason="test", keep_versions=5)
+
+    assert main(["predict", description]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        description,
+        f"  most probable: {first} {p1:.3f}, {second} {p2:.3f}",
+        f"  predicted genres (probability >= the genre's tuned threshold): {least} {p_least:.3f} >= {held_to:.3f}",
+    ]
+    write_assets(strict / ASSETS_DIR, genres, dict.fromkeys(genres, 1.0))
+    promote_model(strict, served, {"dag_run_id": "none"}, actor="test", reason="test", keep_versions=5)
+    assert main(["predict", "--top", "1", description]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        f"  most probable: {first} {p1:.3f}",
+        "  predicted genres (probability >= the genre's tuned threshold): none",
+    ]
