@@ -4,7 +4,14 @@ Re-publishes the chosen version as the new highest version, so TensorFlow Servin
 records the rollback in the model folder's history. A rollback that succeeds emits an event of the
 served-model asset (the new version and the metrics of the version served again), which starts
 `movie_genre_batch_predict`. Trigger it from the UI: left empty, `version` means
-the version served before the current one. The version already served is refused.
+the version served before the current one. The version already served is refused. The history records
+the run and the person who triggered it.
+
+It starts unpaused (`is_paused_upon_creation=False`), whatever `[core] dags_are_paused_at_creation` says:
+with `schedule=None` nothing starts it but a trigger, and the "Genre models" page's "Serve this version
+again" triggers it, so a fresh install's rollback runs instead of waiting queued. (Rather than the page
+unpausing it before each trigger, which would need the DAG-edit permission on top of the trigger one and
+would undo a deliberate pause.) Pausing it by hand still stops rollbacks; the page then says so.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from tasks.config import ROLLBACK_PARAM_SCHEMAS, RollbackConfig, Settings
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    is_paused_upon_creation=False,
     params=trigger_form(ROLLBACK_PARAM_SCHEMAS),
     default_args={**DEFAULT_TASK_ARGS, "retries": 0},
     tags=["ml", "movie-genre"],
@@ -34,7 +42,7 @@ from tasks.config import ROLLBACK_PARAM_SCHEMAS, RollbackConfig, Settings
 def movie_genre_rollback() -> None:
     @step_task(outlets=[SERVED_MODEL])
     def rollback() -> dict[str, Any]:
-        from tasks.registry.rollback import rollback_model
+        from tasks.registry.rollback import rollback_model, run_actor
 
         context = get_current_context()
         settings = Settings.from_env()
@@ -42,7 +50,7 @@ def movie_genre_rollback() -> None:
         published = rollback_model(
             settings.served_model_dir,
             config.version,
-            actor=f"dag_run:{context['run_id']}",
+            actor=run_actor(context["run_id"], context["dag_run"].triggering_user_name),
             reason=config.reason,
             keep_versions=config.keep_versions,
         )

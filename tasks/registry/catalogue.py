@@ -4,7 +4,8 @@ A plain function over the model folder (`tasks.registry.versions`) and the run a
 (`Settings.run_dir`), so the page, its JSON and its tests need no Airflow. Each version says whether
 TensorFlow Serving serves it, its test AUCs, the model gate's champion comparison, its data rows, the
 drift summary of its validate stage (when the run measured one), when it was published, the run it
-came from, and whether that run's report.html and Data Docs are still in the artifacts folder.
+came from, whether that run's report.html and Data Docs are still in the artifacts folder, and why it
+cannot be served again (`already_served`, the rollback's own refusal) or None.
 
 `inside(root, relative)` is the one check that a path taken from a URL stays below a folder.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from tasks.config import Settings
 from tasks.errors import ConfigError
+from tasks.registry.rollback import already_served
 from tasks.registry.versions import ModelRegistry
 
 REPORT_FILE = "report.html"
@@ -30,14 +32,14 @@ def catalogue(settings: Settings) -> dict[str, Any]:
     history = registry.history()
     published = {e["version"]: e for e in history if e.get("event") in PUBLISHING_EVENTS and "version" in e}
     versions = [
-        _version_row(settings, registry, number, number == served, published.get(number, {}))
+        _version_row(settings, registry, number, served, published.get(number, {}))
         for number in reversed(registry.versions())
     ]
     return {"served_version": served, "versions": versions, "history": list(reversed(history))}
 
 
 def _version_row(
-    settings: Settings, registry: ModelRegistry, number: int, served: bool, event: dict[str, Any]
+    settings: Settings, registry: ModelRegistry, number: int, served: int | None, event: dict[str, Any]
 ) -> dict[str, Any]:
     manifest = registry.manifest(number)
     metrics = manifest.get("metrics") or {}
@@ -48,7 +50,8 @@ def _version_row(
     run_dir = run_folder(settings, run_id)
     return {
         "version": number,
-        "served": served,
+        "served": number == served,
+        "already_served": already_served(registry, number, served),
         "rollback_of": manifest.get("rollback_of"),
         "auc_micro": metrics.get("auc_micro"),
         "auc_macro": metrics.get("auc_macro"),

@@ -35,7 +35,9 @@ def rollback_model(
         target = previous_version(served_dir, present) if to_version is None else to_version
         if target not in present:
             raise ConfigError(f"cannot roll back to version {target}: present versions are {present or 'none'}")
-        _refuse_if_served(registry, target, served)
+        refused = already_served(registry, target, served)
+        if refused is not None:
+            raise ConfigError(refused)
         manifest = {**registry.manifest(target), "rollback_of": target}
         event = {"event": "rollback", "from_version": target, "by": actor, "reason": reason}
         number = registry.publish(registry.version_dir(target), manifest, event)
@@ -64,25 +66,34 @@ def lineage(registry: ModelRegistry, version: int) -> list[int]:
         chain.append(source)
 
 
-def _refuse_if_served(registry: ModelRegistry, target: int, served: int | None) -> None:
-    """Republishing the model TensorFlow Serving already serves would change nothing but the numbers."""
+def run_actor(run_id: str, user: str | None) -> str:
+    """Who a DAG run's rollback is recorded as: the run, and the person who triggered it when Airflow knows
+    one (a REST API or UI trigger; `dag.test()` says "dag_test"). The run id comes first, so the history
+    still names the run the way promotions do (`dag_run:<run id>`)."""
+    actor = f"dag_run:{run_id}"
+    return f"{actor} (triggered by {user})" if user else actor
+
+
+def already_served(registry: ModelRegistry, target: int, served: int | None) -> str | None:
+    """Why serving `target` again would change nothing but the numbers, or None when it would not: it is
+    the served version, the served version is a rollback copy of it (through any number of rollbacks),
+    or both are copies of the same version. The page hides its button where this says why."""
     if served is None:
-        return
+        return None
     if target == served:
-        raise ConfigError(f"version {target} is already served")
+        return f"version {target} is already served"
     served_chain = lineage(registry, served)
     if target in served_chain:
         links = [*(f"version {v}" for v in served_chain[1 : served_chain.index(target)]), "it"]
-        raise ConfigError(
+        return (
             f"version {target} is already served (as version {served}, a rollback of "
             + ", which is a rollback of ".join(links)
             + ")"
         )
     original = lineage(registry, target)[-1]
     if original == served_chain[-1]:
-        raise ConfigError(
-            f"version {target} is already served (as version {served}: both are copies of version {original})"
-        )
+        return f"version {target} is already served (as version {served}: both are copies of version {original})"
+    return None
 
 
 def empty_registry_message(served_dir: Path) -> str:

@@ -1,7 +1,8 @@
 """The data of the "Genre models" page without Airflow: `tasks.registry.catalogue` over real promoted
 versions (a real exported model, manifests with metrics, real GX validation summaries and Data Docs),
-the path check that keeps URLs inside their folders, and the CDN rewrite that lets Data Docs render
-offline from the npm packages installed in the venv.
+the path check that keeps URLs inside their folders, the CDN rewrite that lets Data Docs render
+offline from the npm packages installed in the venv, and that every relative link of a run's report.html
+and Data Docs names a file of the run folder (the page serves them at the same relative paths).
 
 `publish_sample_versions` is shared with tests/deployment/test_genre_models_page.py.
 """
@@ -11,20 +12,23 @@ from __future__ import annotations
 import json
 import os
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from orchestration.genre_models.app import with_back_link
 from orchestration.genre_models.cdn import CDN_FILES, NPM_PACKAGES, rewrite_cdn_urls, static_root
 from tasks.artifacts import read_json
-from tasks.config import EXPECTATIONS_DIR, PARAM_SCHEMAS, Settings
+from tasks.config import EXPECTATIONS_DIR, PARAM_SCHEMAS, Settings, run_folder_name
 from tasks.data.drift import TOLERANCE_PARAMS, ServedProfile
 from tasks.data.profile import PROFILE_FILE
 from tasks.data.validate import validate_dataset
+from tasks.model.report import write_report
 from tasks.registry.catalogue import DATA_DOCS_DIR, REPORT_FILE, catalogue, inside
 from tasks.registry.promote import promote_model
-from tasks.registry.rollback import rollback_model
+from tasks.registry.rollback import rollback_model, run_actor
 from tasks.registry.versions import ModelRegistry
 
 RUN_IDS = ("manual__2026-12-01T10:00:00+00:00", "manual__2026-12-02T10:00:00+00:00")
@@ -33,8 +37,9 @@ AUCS = ((0.861, 0.802), (0.874, 0.815))
 
 def publish_sample_versions(settings: Settings, model: Path, prepared: Path) -> list[dict[str, Any]]:
     """Two promoted versions of `model`, each from a run folder with real GX results and Data Docs
-    (`validate_dataset` on `prepared`; the second measures drift against the first) and a report.html;
-    the manifests carry metrics, data rows, the champion comparison and the validate summary."""
+    (`validate_dataset` on `prepared`; the second measures drift against the first) and the report.html
+    the pipeline writes from them; the manifests carry metrics, data rows, the champion comparison and
+    the validate summary."""
     parameters = {"min_rows": 200, **{name: PARAM_SCHEMAS[name]["default"] for name in TOLERANCE_PARAMS}}
     published = []
     for number, (run_id, (micro, macro)) in enumerate(zip(RUN_IDS, AUCS, strict=True), start=1):
@@ -50,7 +55,6 @@ def publish_sample_versions(settings: Settings, model: Path, prepared: Path) -> 
             served=ServedProfile(served, profile),
             run_name=run_id,
         )
-        (run_dir / REPORT_FILE).write_text(f"<html><body><h1>Report of {run_id}</h1></body></html>")
         champion = (
             {"passed": True, "metric": "auc_micro", "value": micro, "reason": "no model in production"}
             if served is None
@@ -63,18 +67,48 @@ def publish_sample_versions(settings: Settings, model: Path, prepared: Path) -> 
             "champion_comparison": champion,
             "stages": {"validate": validation},
         }
-        published.append(
-            promote_model(
-                model,
-                settings.served_model_dir,
-                manifest,
-                actor=run_id,
-                reason=f"sample version {number}",
-                keep_versions=5,
-                extras={PROFILE_FILE: run_dir / "validation" / PROFILE_FILE},
-            )
+        promoted = promote_model(
+            model,
+            settings.served_model_dir,
+            manifest,
+            actor=run_id,
+            reason=f"sample version {number}",
+            keep_versions=5,
+            extras={PROFILE_FILE: run_dir / "validation" / PROFILE_FILE},
         )
+        write_report(
+            run_dir, None, settings.served_model_dir, dag_id="movie_genre_retrain", run_id=run_id, version=number
+        )
+        published.append(promoted)
     return published
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        href = dict(attrs).get("href")
+        if tag == "a" and href:
+            self.hrefs.append(href)
+
+
+def page_links(html: str) -> list[str]:
+    """Every <a href> of `html`, as written."""
+    parser = _Links()
+    parser.feed(html)
+    return parser.hrefs
+
+
+def relative_links(html: str) -> list[str]:
+    """The <a href>s of `html` that name a path relative to the page (no scheme, no leading /, no
+    fragment-only link), without their fragment."""
+    return [
+        href.split("#")[0]
+        for href in page_links(html)
+        if not re.match(r"([a-z][a-z0-9+.-]*:|/|#)", href, re.IGNORECASE)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +152,41 @@ def test_catalogue_lists_every_version_with_its_origin(published: tuple[Settings
         assert row["run_folder"] == settings.run_dir(run_id).name
         assert row["published_at"] and row["published_by"] == run_id
     assert three["published_by"] == "test" and three["reason"] == "v2 mislabels"
+    # Only version 2 can be served again: 3 is served, and 1 is what 3 is a copy of.
+    assert two["already_served"] is None
+    assert three["already_served"] == "version 3 is already served"
+    assert one["already_served"] == "version 1 is already served (as version 3, a rollback of it)"
     assert [(e["event"], e["version"]) for e in shown["history"]] == [("rollback", 3), ("promote", 2), ("promote", 1)]
+
+
+def test_report_and_data_docs_links_resolve_in_the_run_folder(
+    published: tuple[Settings, list[dict[str, Any]]],
+) -> None:
+    """Opened from disk, every relative link of report.html and the Data Docs pages names a file; the page
+    serves the run folder at the same relative paths, so they resolve there too."""
+    settings, _ = published
+    run_dir = settings.run_dir(RUN_IDS[1])
+    report = run_dir / REPORT_FILE
+    assert relative_links(report.read_text(encoding="utf-8")) == [(DATA_DOCS_DIR / "index.html").as_posix()]
+    followed = 0
+    for page in [report, *sorted((run_dir / DATA_DOCS_DIR).rglob("*.html"))]:
+        for href in relative_links(page.read_text(encoding="utf-8")):
+            assert (page.parent / href).resolve().is_file(), (page, href)
+            followed += 1
+    assert followed > 2, "the Data Docs index links its validation pages"
+
+
+def test_a_served_report_links_back_to_the_list() -> None:
+    page = "<html><head><title>t</title></head><BODY class=x><h1>Report</h1></body></html>"
+    assert with_back_link(page, '/genre-models/"x') == (
+        '<html><head><title>t</title></head><BODY class=x><p><a href="/genre-models/&quot;x">&larr; Genre models</a>'
+        "</p><h1>Report</h1></body></html>"
+    )
+
+
+def test_a_rollback_names_its_run_and_who_triggered_it() -> None:
+    assert run_actor("manual__1", "admin") == "dag_run:manual__1 (triggered by admin)"
+    assert run_actor("scheduled__1", None) == "dag_run:scheduled__1", "a run no person triggered"
 
 
 def test_catalogue_of_an_empty_registry(tmp_path: Path) -> None:
@@ -137,7 +205,7 @@ def test_catalogue_survives_a_missing_run_folder_and_a_bare_manifest(tmp_path: P
     rows = catalogue(settings)["versions"]
     assert [(r["version"], r["has_report"], r["has_data_docs"], r["run_folder"]) for r in rows] == [
         (3, False, False, None),
-        (2, False, False, None),
+        (2, False, False, run_folder_name("..")),  # a folder name of its own, absent
         (1, False, False, "gone__run"),
     ]
     assert rows[0]["auc_micro"] is None and rows[0]["drift"] is None and rows[0]["rows"]["kept"] is None
