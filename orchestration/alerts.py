@@ -31,11 +31,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from tasks.config import Settings
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +265,7 @@ def send_alert(alert: Alert, context: Mapping[str, Any]) -> list[str]:
                 subject=alert.subject,
                 html_content=email_html(alert),
                 smtp_conn_id=SMTP_CONN_ID,
-            ).notify(context)
+            ).notify(cast("Context", context))  # a task's context, or a callback's: the notifier reads a few keys
             sent.append("e-mail")
         except Exception as err:
             log.error("failure alert by e-mail failed: %s: %s", type(err).__name__, err)

@@ -16,7 +16,7 @@ only when the run's `require_approval` param is true.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
@@ -98,7 +98,7 @@ def response_outcome(event: dict[str, Any], approve: str, timeout: timedelta | N
         "decision": "approved" if approved else "rejected",
         "promote": approved,
         "by": name,
-        "at": at.isoformat() if hasattr(at, "isoformat") else at,
+        "at": at.isoformat() if isinstance(at, datetime) else at,
         "timed_out": timed_out,
         "reason": decision_reason(approved, timed_out, name, timeout),
     }

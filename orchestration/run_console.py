@@ -127,7 +127,7 @@ def stage_figure(stage: Stage, earlier: Mapping[str, Any]) -> str:
     if task == "fingerprint":
         if not s.get("retrain", True):  # the retrain_needed line right below gives the reason in full
             return f"unchanged since version {s.get('unchanged_since')}"
-        return s["reason"]
+        return str(s["reason"])
     if task == "retrain_needed":  # the short-circuit's XCom: true, or nothing when it skips the rest
         fingerprinted = earlier.get("fingerprint") or {}
         if s or fingerprinted.get("retrain", True):
@@ -147,7 +147,7 @@ def stage_figure(stage: Stage, earlier: Mapping[str, Any]) -> str:
     if task == "evaluate":
         return f"test AUC micro {_auc(s['auc_micro'])}, macro {_auc(s['auc_macro'])} on {s['test_rows']} movies"
     if task == "gate":
-        return ("passed: " if s["passed"] else "refused: ") + s["reason"]
+        return ("passed: " if s["passed"] else "refused: ") + str(s["reason"])
     if task == "serving_check":
         return "passed: " + ", ".join(s.get("shapes", {})) if s.get("passed") else "FAILED"
     if task == "promote":
@@ -178,7 +178,7 @@ def summary_lines(summaries: Mapping[str, Any], *, log_path: Path, failure: str 
     (those that finished)."""
     lines = ["", "Summary"]
     downloaded, prepared = summaries.get("download"), summaries.get("prepare")
-    validated, fingerprinted = summaries.get("validate"), summaries.get("fingerprint")
+    validated, fingerprinted = summaries.get("validate"), summaries.get("fingerprint") or {}
     evaluation, decision = summaries.get("evaluate"), summaries.get("gate")
     promoted, reported = summaries.get("promote"), summaries.get("report")
     if prepared:

@@ -82,7 +82,8 @@ def finished_summary(task_id: str) -> dict[str, Any] | None:
     states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[task_id], run_ids=[ti.run_id])
     if states.get(ti.run_id, {}).get(task_id) != "success":
         return None
-    return ti.xcom_pull(task_ids=task_id)
+    summary: dict[str, Any] | None = ti.xcom_pull(task_ids=task_id)
+    return summary
 
 
 def stage_summaries(task_ids: Mapping[str, str]) -> dict[str, dict[str, Any] | None]:

@@ -297,9 +297,10 @@ class _VettedAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
+        # The pool manager only calls these (as it would a class), so a partial serves; urllib3 types them as classes.
         self.poolmanager.pool_classes_by_scheme = {
-            "http": partial(_VettedHTTPPool, allowed_hosts=self.allowed_hosts),
-            "https": partial(_VettedHTTPSPool, allowed_hosts=self.allowed_hosts),
+            "http": partial(_VettedHTTPPool, allowed_hosts=self.allowed_hosts),  # type: ignore[dict-item]
+            "https": partial(_VettedHTTPSPool, allowed_hosts=self.allowed_hosts),  # type: ignore[dict-item]
         }
 
 
