@@ -129,7 +129,7 @@ def test_artifact_paths_list_only_reports_that_exist(tmp_path: Path) -> None:
 
 def test_alert_from_context_uses_the_run_artifact_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GENRE_ARTIFACTS_DIR", str(tmp_path))
-    run_dir = tmp_path / "runs" / "manual__2026-01-05T00_00_00_00_00"
+    run_dir = tmp_path / "runs" / "manual__2026-01-05T00~3A00~3A00~2B00~3A00"  # the run id, path-safe
     docs = run_dir / "validation" / "data_docs" / "index.html"
     docs.parent.mkdir(parents=True)
     docs.write_text("<html></html>")

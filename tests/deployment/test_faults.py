@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import time
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ import psutil
 import pytest
 import requests
 
+from tasks.config import run_folder_name
 from tasks.registry.versions import ModelRegistry
 from tests.deployment.airflow_cluster import (
     HEARTBEAT_TIMEOUT,
@@ -125,7 +125,7 @@ class Rig:
 
 def run_dir(rig: Rig, run_id: str) -> Path:
     """The run's artifact folder, named as `tasks.config.Settings.run_dir` names it."""
-    return rig.root / "artifacts" / "runs" / re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._")
+    return rig.root / "artifacts" / "runs" / run_folder_name(run_id)
 
 
 def message_text(message: Message) -> str:

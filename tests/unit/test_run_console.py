@@ -17,7 +17,7 @@ from orchestration.run_console import (
     summary_lines,
 )
 
-RUN = "/tmp/run/artifacts/runs/manual__2026-12-02T12_55_04.065659_00_00"
+RUN = "/tmp/run/artifacts/runs/manual__2026-12-02T12~3A55~3A04.065659~2B00~3A00"
 GENRES = ["Comedy", "Thriller", "Romance", "Action", "Horror", "Crime", "Documentary", "Adventure", "Science Fiction"]
 LOG = Path("/tmp/run/airflow/make-run.log")
 
