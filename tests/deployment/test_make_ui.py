@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import psutil
 import pytest
 import requests
 
+from orchestration.standalone import kill_components
 from tests.deployment.airflow_cluster import ClusterError, processes_with_home, stop_stragglers, wait_until
 from tests.sample_data import PROJECT_ROOT
 from tests.servers import free_port
@@ -221,3 +223,27 @@ def test_make_ui_refuses_a_port_in_use(tmp_path: Path) -> None:
     assert f"make ui: port {port} is in use" in output
     assert "standalone" not in output
     assert not (tmp_path / "airflow").exists()
+
+
+def process_group(pgid: int) -> list[int]:
+    members = []
+    for process in psutil.process_iter():
+        with suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+    return members
+
+
+def test_a_late_stop_kills_the_components_and_leaves_the_standalone_to_finish() -> None:
+    """The deadline's kill, on a group shaped like the standalone's: its leader, which waits for its child,
+    and an orphan whose parent exited (it still holds the output the standalone reads). The leader is not
+    killed: with both gone it finishes by itself, as the standalone then says "Complete"."""
+    leader = subprocess.Popen(["sh", "-c", "(sleep 60 &); sleep 60 & wait"], start_new_session=True)
+    try:
+        wait_until(lambda: len(process_group(leader.pid)) == 3, 10, "the leader, its child and the orphan")
+        assert kill_components(leader.pid) == 2
+        assert leader.wait(timeout=10) == 0, "the leader finished by itself, not killed"
+        assert process_group(leader.pid) == []
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)
