@@ -67,7 +67,7 @@ ui: venv
 	@echo "Airflow UI  $(UI_URL)  (up about a minute after this; Ctrl-C stops it; docs/ui.md)"
 	@echo "User        admin"
 	@echo "Password    in $(UI_PASSWORD_FILE) (generated on first start)"
-	@echo "DAGs        start paused; unpausing movie_genre_retrain (@weekly) starts last Sunday's run at once"
+	@echo "DAGs        the scheduled ones start paused; unpausing movie_genre_retrain (@weekly) starts last Sunday's run at once"
 	@echo "Alerts      e-mail: GENRE_ALERT_EMAILS=you@example.org make ui, plus the smtp_default connection:"
 	@echo "              AIRFLOW_HOME=$(AIRFLOW_HOME) $(BIN)/airflow connections add smtp_default \\"
 	@echo "                --conn-uri 'smtp://USER:PASSWORD@smtp.example.org:465'"
@@ -89,6 +89,7 @@ system-deps:
 test: venv system-deps
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 # Benchmarks (not tests), about 20 minutes on 2 cores: DAG parse, embedding throughput, Airflow against
