@@ -124,7 +124,7 @@ def movie_genre_retrain() -> None:
     def gate_alert() -> dict[str, Any]:
         from orchestration.alerts import alert_failed_gate
 
-        return alert_failed_gate(get_current_context(), run_context().dir)
+        return alert_failed_gate(get_current_context(), run_context().folder)
 
     embedding = embedding_module()
     downloaded = download()

@@ -7,8 +7,9 @@ on its own):
   failed for good (after its retries). It names the DAG, the run, the failed task, the reason (the
   exception text) and the run's artifacts. A quality gate's failure (`QualityGateFailed`) is not sent
   from there: the run's report is not written yet.
-- `notify_gate_failure(context, outcome, run_dir)` is called by the DAG's `gate_alert` task, after the
-  report: it names the failed gate, its figures against their thresholds, report.html and the Data Docs.
+- `alert_failed_gate(context, folder)` is called by the DAG's `gate_alert` task, after the report: it
+  names the failed gate (by the task that refused the run), its figures against their thresholds,
+  report.html and the Data Docs.
 - `notify_approvers(context, subject, body, link)` is called by the `approval` task when a run requires
   approval before promotion: the link to the required action, then the approval request's body.
 
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 from airflow.sdk.exceptions import AirflowFailException
 
 from tasks.config import Settings
+from tasks.run_folder import RunFolder
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -46,8 +48,6 @@ SMTP_CONN_ID = "smtp_default"
 SLACK_CONN_ID = "slack_webhook"
 # Tasks that are gates or checks get their own name in an alert; any other task is "task <id>".
 STEP_NAMES = {"validate": "data gate", "gate": "model gate", "serving_check": "serving check"}
-# Artifacts an alert points to when the run wrote them, relative to the run's artifact folder.
-REPORT_FILES = {"Report": "report.html", "Data Docs": "validation/data_docs/index.html"}
 MAX_REASON_CHARS = 4000
 
 
@@ -79,10 +79,10 @@ def describe_error(error: BaseException | str | None) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def artifact_paths(run_dir: Path) -> dict[str, Path]:
+def artifact_paths(folder: RunFolder) -> dict[str, Path]:
     """The run's report and Data Docs where present, then its artifact folder."""
-    paths = {label: run_dir / rel for label, rel in REPORT_FILES.items() if (run_dir / rel).is_file()}
-    return {**paths, "Artifacts": run_dir}
+    files = {"Report": folder.report, "Data Docs": folder.validation.data_docs_index}
+    return {**{label: path for label, path in files.items() if path.is_file()}, "Artifacts": folder.path}
 
 
 def build_alert(
@@ -143,7 +143,7 @@ def alert_from_context(
     dag_id = str(getattr(dag, "dag_id", None) or getattr(ti, "dag_id", "?"))
     run_id = str(context.get("run_id") or getattr(dag_run, "run_id", "?"))
     try:
-        paths: dict[str, Path] = artifact_paths(Settings.from_env().run_dir(run_id))
+        paths: dict[str, Path] = artifact_paths(Settings.from_env().run_folder(run_id))
     except Exception as err:
         log.warning("no artifact folder for run %r: %s", run_id, err)
         paths = {}
@@ -189,9 +189,6 @@ def notify_failure(context: Mapping[str, Any]) -> None:
     send_alert(alert, context)
 
 
-ALERTS_SENT_DIR = "alerts_sent"
-
-
 def _first_call_for_this_try(context: Mapping[str, Any]) -> bool:
     """False when the failure of this task try has been alerted already. Airflow 3.3.2 calls a task's
     failure callback twice when the scheduler times out its heartbeat (a lost worker): once from
@@ -206,7 +203,7 @@ def _first_call_for_this_try(context: Mapping[str, Any]) -> bool:
         return True
     key = f"{ti.dag_id}.{ti.task_id}.{getattr(ti, 'map_index', -1)}.{getattr(ti, 'try_number', 0)}"
     try:
-        folder = Settings.from_env().run_dir(str(run_id)) / ALERTS_SENT_DIR
+        folder = Settings.from_env().run_folder(str(run_id)).alerts_sent
         folder.mkdir(parents=True, exist_ok=True)
         os.close(os.open(folder / key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
     except FileExistsError:
@@ -217,20 +214,19 @@ def _first_call_for_this_try(context: Mapping[str, Any]) -> bool:
     return True
 
 
-def alert_failed_gate(context: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+def alert_failed_gate(context: Mapping[str, Any], folder: RunFolder) -> dict[str, Any]:
     """The `gate_alert` task, after the report: if a quality gate refused this run, alert with its figures,
     report.html and the Data Docs. Also says, where a person reads it, when no channel is configured."""
-    from tasks.model.report import gate_failure
+    from tasks.model.gate_outcome import gate_failure
 
     if not configured_channels():
         log.warning(NO_CHANNEL, SMTP_CONN_ID, SLACK_CONN_ID)
-    failure = gate_failure(run_dir)
+    failure = gate_failure(folder)
     if failure is None:
         log.info("no quality gate failed in this run: no alert")
         return {"gate_failed": None, "sent_by": []}
-    task_id = next(task for task, name in STEP_NAMES.items() if name == failure["gate"])
-    alert = alert_from_context(context, gate_task_id=task_id, reason=failure["reason"], figures=failure["figures"])
-    return {"gate_failed": failure["gate"], "sent_by": send_alert(alert, context)}
+    alert = alert_from_context(context, gate_task_id=failure.task_id, reason=failure.reason, figures=failure.figures)
+    return {"gate_failed": step_name(failure.task_id), "sent_by": send_alert(alert, context)}
 
 
 def configured_channels() -> list[str]:

@@ -25,7 +25,8 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from orchestration.wiring import run_context, stage_summaries
 from tasks.artifacts import write_json
-from tasks.model.approval import APPROVAL_FILE, approval_body, approval_subject
+from tasks.model.approval import approval_body, approval_subject
+from tasks.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class PromotionApproval(ApprovalOperator):
     def execute(self, context: Any) -> Any:
         run = run_context()
         if not run.config.require_approval:
-            record(run.dir, {"required": False, "decision": "not required", "promote": True})
+            record(run.folder, {"required": False, "decision": "not required", "promote": True})
             raise AirflowSkipException("approval not required (require_approval is false): promote goes on")
         summaries = stage_summaries(BODY_STAGES)
         gate = summaries["gate"] or {"metric": run.config.gate_metric, "reason": "no gate summary"}
@@ -52,14 +53,14 @@ class PromotionApproval(ApprovalOperator):
         self.subject = approval_subject(run.run_id, gate)
         self.body = approval_body(
             run_id=run.run_id,
-            run_dir=run.dir,
+            folder=run.folder,
             gate=gate,
             evaluation=summaries["evaluation"],
             validation=summaries["validation"],
             timeout_hours=run.config.approval_timeout,
             base_url=conf.get("api", "base_url", fallback=None),  # the report link's; None: paths only
         )
-        record(run.dir, {"required": True, "decision": "waiting", "promote": False})
+        record(run.folder, {"required": True, "decision": "waiting", "promote": False})
         from orchestration.alerts import notify_approvers
 
         notify_approvers(context, self.subject, self.body, self._link(context))
@@ -72,7 +73,7 @@ class PromotionApproval(ApprovalOperator):
         outcome = response_outcome(event, self.APPROVE, timedelta(hours=run.config.approval_timeout))
         # Recorded before the operator acts: on Reject it skips promote by raising, so nothing after runs
         # and its return value is never pushed.
-        record(run.dir, outcome)
+        record(run.folder, outcome)
         context["ti"].xcom_push(key=DECISION_XCOM, value=outcome)
         (log.info if outcome["promote"] else log.warning)("approval: %s", outcome["reason"])
         super().execute_complete(context=context, event=event)  # Reject: skips promote (raises)
@@ -115,7 +116,6 @@ def decision_reason(approved: bool, timed_out: bool, by: Any, timeout: timedelta
     return f"rejected by {name}: promotion skipped, the served model is unchanged"
 
 
-def record(run_dir: Any, outcome: dict[str, Any]) -> None:
-    """Keep the approval's state in the run's artifact folder (approval.json), beside its report."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / APPROVAL_FILE, outcome)
+def record(folder: RunFolder, outcome: dict[str, Any]) -> None:
+    """Keep the approval's state in the run's artifact folder, beside its report."""
+    write_json(folder.approval, outcome)

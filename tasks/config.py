@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.errors import ConfigError
+from tasks.run_folder import RunFolder
 
 MODEL_NAME = "movie_genre"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +82,10 @@ class Settings:
     def run_dir(self, run_id: str) -> Path:
         """The artifact folder of one DAG run: `runs/<run_folder_name(run_id)>`."""
         return self.artifacts_dir / "runs" / run_folder_name(run_id)
+
+    def run_folder(self, run_id: str) -> RunFolder:
+        """The files of one DAG run's artifact folder."""
+        return RunFolder(self.run_dir(run_id))
 
     @property
     def embedding_modules_dir(self) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tasks.config import EXPECTATIONS_DIR, RunConfig, Settings
+from tasks.run_folder import RunFolder
 
 Summary = dict[str, Any]
 Step = TypeVar("Step", bound=Callable[..., Any])
@@ -69,8 +70,8 @@ class RunContext:
         return cls(run_id, settings, RunConfig.from_params(params, settings))
 
     @property
-    def dir(self) -> Path:
-        return self.settings.run_dir(self.run_id)
+    def folder(self) -> RunFolder:
+        return self.settings.run_folder(self.run_id)
 
     def embedding_cache(self, embedding: Summary) -> Any:
         from tasks.embedding.cache import EmbeddingCache
@@ -109,7 +110,7 @@ def download(run: RunContext) -> Summary:
         max_bytes=run.config.max_download_bytes,
         allowed_hosts=parse_allowed_hosts(run.settings.download_allowed_hosts),
     )
-    return download_dataset(run.config.dataset_url, run.dir / "raw", policy)
+    return download_dataset(run.config.dataset_url, run.folder.raw, policy)
 
 
 @timed
@@ -118,7 +119,7 @@ def prepare(run: RunContext, downloaded: Summary) -> Summary:
 
     config = run.config
     return prepare_dataset(
-        Path(downloaded["path"]), run.dir / "prepared", config.genres, config.test_fraction, config.validation_fraction
+        Path(downloaded["path"]), run.folder.prepared, config.genres, config.test_fraction, config.validation_fraction
     )
 
 
@@ -152,10 +153,11 @@ def validate(run: RunContext, prepared: Summary, embedding: Summary) -> Summary:
 
     from tasks.artifacts import read_json
     from tasks.data.drift import TOLERANCE_PARAMS, ServedProfile
-    from tasks.data.profile import PROFILE_FILE, EmbeddingSource
+    from tasks.data.profile import EmbeddingSource
     from tasks.data.validate import validate_dataset
     from tasks.embedding.cache import text_key
     from tasks.registry.versions import ModelRegistry
+    from tasks.run_folder import PROFILE_FILE
 
     registry = ModelRegistry(run.settings.served_model_dir)
     version = registry.serving_version()
@@ -177,7 +179,7 @@ def validate(run: RunContext, prepared: Summary, embedding: Summary) -> Summary:
     return validate_dataset(
         Path(prepared["path"]),
         EXPECTATIONS_DIR,
-        run.dir / "validation",
+        run.folder.validation,
         parameters,
         embeddings=EmbeddingSource(embedding["fingerprint"], vectors_of),
         served=served,
@@ -206,7 +208,7 @@ def train(run: RunContext, candidate: Summary, prepared: Summary, embedding: Sum
 
     cache = run.embedding_cache(embedding)
     return train_candidate(
-        Path(prepared["path"]), run.dir / "candidates", run.config, candidate, embedding["path"], cache
+        Path(prepared["path"]), run.folder.candidates, run.config, candidate, embedding["path"], cache
     )
 
 
@@ -225,7 +227,7 @@ def evaluate(run: RunContext, trained: Summary, prepared: Summary, embedding: Su
     return evaluate_model(
         Path(trained["model_path"]),
         Path(prepared["path"]),
-        run.dir,
+        run.folder,
         embedding["path"],
         run.embedding_cache(embedding),
         served_dir=run.settings.served_model_dir,
@@ -238,6 +240,7 @@ def gate(run: RunContext, evaluation: Summary) -> Summary:
 
     return check_model_gate(
         Path(evaluation["path"]),
+        run.folder.gate,
         run.settings.served_model_dir,
         metric=run.config.gate_metric,
         threshold=run.config.auc_threshold,
@@ -257,13 +260,13 @@ def promote(run: RunContext, trained: Summary, decision: Summary, stages: Mappin
     """Publish the model, with the profile of its training data for the next runs' drift checks and its
     baselines' weights for the next runs' fits; `stages` are the summaries of MANIFEST_STAGES, for its
     manifest."""
-    from tasks.data.profile import PROFILE_FILE
-    from tasks.model.baselines import BASELINES_FILE
     from tasks.registry.promote import build_manifest, promote_model
+    from tasks.run_folder import BASELINES_FILE, PROFILE_FILE
 
-    extras = {PROFILE_FILE: run.dir / "validation" / PROFILE_FILE}
-    if (run.dir / BASELINES_FILE).is_file():  # only a start for the next fit: a run evaluated before it existed
-        extras[BASELINES_FILE] = run.dir / BASELINES_FILE  # still promotes
+    folder = run.folder
+    extras = {PROFILE_FILE: folder.validation.profile}
+    if folder.baselines.is_file():  # only a start for the next fit: a run evaluated before it existed
+        extras[BASELINES_FILE] = folder.baselines  # still promotes
     return promote_model(
         Path(trained["model_path"]),
         run.settings.served_model_dir,
@@ -282,7 +285,7 @@ def report(run: RunContext, selected: Summary | None, promoted: Summary | None, 
     from tasks.model.report import write_report
 
     return write_report(
-        run.dir,
+        run.folder,
         Path(selected["model_path"]) if selected else None,
         run.settings.served_model_dir,
         dag_id=dag_id,

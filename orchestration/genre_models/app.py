@@ -50,7 +50,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from orchestration.genre_models.cdn import rewrite_cdn_urls, static_root
 from tasks.config import Settings
-from tasks.registry.catalogue import DATA_DOCS_DIR, REPORT_FILE, catalogue, inside, run_folder
+from tasks.registry.catalogue import catalogue, inside, run_folder
+from tasks.run_folder import RunFolder
 
 URL_PREFIX = "/genre-models"
 RETRAIN_DAG = "movie_genre_retrain"
@@ -90,12 +91,18 @@ def _airflow_root(request: Request) -> str:
     return prefix[: -len(URL_PREFIX)] if prefix.endswith(URL_PREFIX) else ""
 
 
-def _run_dir(run_id: str) -> Path:
+def _run_folder(run_id: str) -> RunFolder:
     """The artifact folder of `run_id`; 404 unless it exists."""
     folder = run_folder(Settings.from_env(), run_id)
-    if folder is None or not folder.is_dir():
+    if folder is None or not folder.path.is_dir():
         raise _not_found()
     return folder
+
+
+# The run routes' paths: a run folder's layout, relative to the folder.
+_LAYOUT = RunFolder(Path())
+REPORT_PATH = _LAYOUT.relative(_LAYOUT.report)
+DATA_DOCS_PATH = _LAYOUT.relative(_LAYOUT.validation.data_docs)
 
 
 def with_back_link(page: str, href: str) -> str:
@@ -141,23 +148,23 @@ def create_app() -> FastAPI:
     def versions() -> dict[str, Any]:
         return catalogue(Settings.from_env())
 
-    @app.get("/runs/{run_id}/" + REPORT_FILE)
+    @app.get("/runs/{run_id}/" + REPORT_PATH)
     def report(request: Request, run_id: str) -> Response:
-        found = inside(_run_dir(run_id), REPORT_FILE)
+        found = inside(_run_folder(run_id).path, REPORT_PATH)
         if found is None:
             raise _not_found()
         page = with_back_link(found.read_text(encoding="utf-8"), f"{_mount_prefix(request)}/")
         return HTMLResponse(page, headers={"Content-Security-Policy": REPORT_CSP})
 
-    @app.get(f"/runs/{{run_id}}/{DATA_DOCS_DIR.as_posix()}/{{path:path}}")
+    @app.get(f"/runs/{{run_id}}/{DATA_DOCS_PATH}/{{path:path}}")
     def data_docs(request: Request, run_id: str, path: str) -> Response:
-        found = inside(_run_dir(run_id) / DATA_DOCS_DIR, path or "index.html")
+        found = inside(_run_folder(run_id).validation.data_docs, path or "index.html")
         if found is None:
             raise _not_found()
         headers = {"Content-Security-Policy": DATA_DOCS_CSP}
         if found.suffix.lower() in (".html", ".htm"):
             prefix = _mount_prefix(request)
-            docs = f"{prefix}/runs/{quote(run_id, safe='')}/{DATA_DOCS_DIR.as_posix()}"
+            docs = f"{prefix}/runs/{quote(run_id, safe='')}/{DATA_DOCS_PATH}"
             rewritten = rewrite_cdn_urls(found.read_text(encoding="utf-8"), f"{prefix}/static", docs)
             return HTMLResponse(rewritten, headers=headers)
         media_type = mimetypes.guess_type(found.name)[0] or "application/octet-stream"

@@ -30,11 +30,11 @@ import numpy as np
 from tasks.data.profile import (
     KEY_SPACE,
     OTHER_LANGUAGES,
-    PROFILE_FILE,
     PROFILE_FORMAT,
     genre_directions,
     sketch_entries,
 )
+from tasks.run_folder import PROFILE_FILE
 
 MEASURES_TABLE = "drift"  # one row: a column per scalar measure
 GENRES_TABLE = "drift_genres"  # one row per genre

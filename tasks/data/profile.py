@@ -2,8 +2,9 @@
 run can measure how far its data drifted from the data a served model learned from (`tasks.data.drift`).
 
 The data gate writes it on every run as `validation/data_profile.json`; promotion keeps it beside the
-version's manifest (`PROFILE_FILE`). It is built a batch of rows at a time, so memory does not grow with
-the file, and its size does not grow with the rows either (about 18 KB with 9 genres and 512-d vectors):
+version's manifest (`tasks.run_folder.PROFILE_FILE`). It is built a batch of rows at a time, so memory
+does not grow with the file, and its size does not grow with the rows either (about 18 KB with 9 genres
+and 512-d vectors):
 
 - `rows`, and `genres`: movies per genre;
 - `overview_lengths`: movies per overview length in characters, in fixed log-spaced bins (`LENGTH_EDGES`:
@@ -39,7 +40,6 @@ import pyarrow.parquet as pq
 
 from tasks.data.prepare import OPTIONAL_COLUMNS, genre_columns
 
-PROFILE_FILE = "data_profile.json"
 PROFILE_FORMAT = 1
 PROFILE_BATCH_ROWS = 20_000  # rows (and vectors) held at once while profiling
 # Lower bin edges in characters: 0, then 8·√2^k up to 8192; the last bin is open-ended.

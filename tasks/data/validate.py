@@ -46,14 +46,12 @@ from tasks.data.drift import (
     drift_record,
 )
 from tasks.data.prepare import MOVIES_FILE
-from tasks.data.profile import PROFILE_FILE, EmbeddingSource, build_profile
+from tasks.data.profile import EmbeddingSource, build_profile
 from tasks.errors import ConfigError, DataGateError
+from tasks.run_folder import ValidationFolder
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.json"
-DRIFT_FILE = "drift.json"
-DATA_DOCS_DIR = "data_docs"
 DATASOURCE = "prepared"
 DATASET_NAME = "movies_metadata"  # The Movies Dataset's file, which every run's tables are prepared from
 TEXT_COLUMNS = frozenset({"overview"})
@@ -73,7 +71,7 @@ class GxNames:
 def validate_dataset(
     prepared_dir: Path,
     expectations_dir: Path,
-    out_dir: Path,
+    out: ValidationFolder,
     suite_parameters: Mapping[str, Any],
     *,
     embeddings: EmbeddingSource | None = None,
@@ -82,11 +80,11 @@ def validate_dataset(
     run_name: str | None = None,
     dataset_name: str | None = None,
 ) -> dict[str, Any]:
-    """Run every suite in `expectations_dir` on its table; results go to `out_dir`. `embeddings` gives
+    """Run every suite in `expectations_dir` on its table; results go to the folder `out`. `embeddings` gives
     the vectors of this run's overviews (for the profile's embedding summary); `served` is the served
     version and its data profile, the reference of the drift suites; `force` skips those. In GX and its
     Data Docs, the validation run is named `run_name` (default: the run's artifact folder, the name of
-    `out_dir`'s parent, which is the Airflow run id made safe for a path) and each data asset
+    `out`'s parent, which is the Airflow run id made safe for a path) and each data asset
     `<dataset_name>.<table>` (default dataset name: `movies_metadata`), e.g. `movies_metadata.movies`."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no phoning home from a closed network
     quiet_great_expectations()
@@ -96,23 +94,24 @@ def validate_dataset(
     if drift is not None:
         _require_tolerances(suite_parameters)
     suites = [s for s in suites if s.meta["dataset"] not in DRIFT_TABLES or drift is not None]
-    with atomic_dir(out_dir) as tmp:
-        names = GxNames(run_name or out_dir.resolve().parent.name, dataset_name or DATASET_NAME)
+    with atomic_dir(out.path) as tmp:
+        names = GxNames(run_name or out.path.resolve().parent.name, dataset_name or DATASET_NAME)
         outcomes = _run_suites(tmp, suites, prepared_dir, drift.tables() if drift else {}, suite_parameters, names)
         drift_outcome = _drift_outcome(drift, skipped, suites, outcomes)
-        write_json(tmp / RESULTS_FILE, {name: r.to_json_dict() for name, r in outcomes.items()})
-        write_json(tmp / PROFILE_FILE, profile)
-        write_json(tmp / DRIFT_FILE, drift_outcome)
-        _keep_data_docs(tmp)
+        written = ValidationFolder(tmp)
+        write_json(written.results, {name: r.to_json_dict() for name, r in outcomes.items()})
+        write_json(written.profile, profile)
+        write_json(written.drift, drift_outcome)
+        _keep_data_docs(tmp, written.data_docs)
     failed = _failures(suites, outcomes, drift_outcome)
     summary = {
         "success": not failed,
         "suites": {name: {"success": o.success, "evaluated": len(o.results)} for name, o in outcomes.items()},
         "failed_expectations": failed,
         "drift": _drift_summary(drift_outcome),
-        "results_path": str(out_dir / RESULTS_FILE),
-        "profile_path": str(out_dir / PROFILE_FILE),
-        "data_docs_path": str(out_dir / DATA_DOCS_DIR / "index.html"),
+        "results_path": str(out.results),
+        "profile_path": str(out.profile),
+        "data_docs_path": str(out.data_docs_index),
     }
     if failed:
         raise DataGateError(
@@ -296,7 +295,7 @@ def _describe(config: Any) -> str:
     return f"{config.type}({arguments})"
 
 
-def _keep_data_docs(gx_root: Path) -> None:
-    """Move the rendered site to `data_docs/`, where people look for it."""
+def _keep_data_docs(gx_root: Path, data_docs: Path) -> None:
+    """Move the rendered site to `data_docs`, where people look for it."""
     site = gx_root / "gx" / "uncommitted" / "data_docs" / "local_site"
-    shutil.move(str(site), str(gx_root / DATA_DOCS_DIR))
+    shutil.move(str(site), str(data_docs))

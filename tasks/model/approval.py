@@ -11,17 +11,14 @@ answer), and where the run's files are on the server. Plain text from summaries 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-# The run's files an approver may open, relative to its artifact folder.
-REPORT_FILE = "report.html"
-METRICS_FILE = "metrics.json"
-DATA_DOCS_FILE = "validation/data_docs/index.html"
-APPROVAL_FILE = "approval.json"  # written by the DAG's approval task: the decision, who made it, why
-# Where the Genre models page (orchestration/genre_models, mounted by the api-server) serves a run's report.
-REPORT_PAGE = "/genre-models/runs/{run_id}/" + REPORT_FILE
+from tasks.run_folder import RunFolder
+
+# Where the Genre models page (orchestration/genre_models, mounted by the api-server) serves a run's files:
+# below this, at their paths in the run folder.
+RUN_PAGES = "/genre-models/runs/{run_id}/"
 
 
 def approval_subject(run_id: str, gate: Mapping[str, Any]) -> str:
@@ -32,7 +29,7 @@ def approval_subject(run_id: str, gate: Mapping[str, Any]) -> str:
 def approval_body(
     *,
     run_id: str,
-    run_dir: Path,
+    folder: RunFolder,
     gate: Mapping[str, Any],
     evaluation: Mapping[str, Any] | None,
     validation: Mapping[str, Any] | None,
@@ -45,7 +42,7 @@ def approval_body(
         f"**Model gate:** {'passed' if gate.get('passed') else 'failed'}: {gate.get('reason', '')}",
         "### Challenger, champion and baselines\n\n" + comparison_table(gate, evaluation),
         "### Drift against the served version's training data\n\n" + drift_text((validation or {}).get("drift")),
-        "### Files of this run\n\n" + files_text(run_dir, run_id, base_url),
+        "### Files of this run\n\n" + files_text(folder, run_id, base_url),
         f"Approve to promote this model now; Reject to keep the served model. Without an answer within "
         f"{timeout_hours:g} h the model is rejected. Run `{run_id}`.",
     ]
@@ -93,26 +90,26 @@ def drift_text(drift: Mapping[str, Any] | None) -> str:
     return "\n".join(lines).rstrip()
 
 
-def report_url(base_url: str, run_id: str) -> str:
+def report_url(base_url: str, run_id: str, folder: RunFolder) -> str:
     """The run's report.html as the Genre models page serves it, below the API's `base_url` (which may
     end in a base path)."""
-    return base_url.rstrip("/") + REPORT_PAGE.format(run_id=quote(run_id, safe=""))
+    return base_url.rstrip("/") + RUN_PAGES.format(run_id=quote(run_id, safe="")) + folder.relative(folder.report)
 
 
-def files_text(run_dir: Path, run_id: str, base_url: str | None) -> str:
+def files_text(folder: RunFolder, run_id: str, base_url: str | None) -> str:
     """A link to the run's report first (an approver has a browser, seldom a shell on the server), then
     where the run's report, metrics, Data Docs and approval record are on the server (some once written)."""
     if base_url:
-        report = f"- Report: [report.html]({report_url(base_url, run_id)}) (written when the run ends)"
+        report = f"- Report: [report.html]({report_url(base_url, run_id, folder)}) (written when the run ends)"
     else:
         report = "- Report: no link, Airflow's `[api] base_url` is not set (the file is written when the run ends)"
     return "\n".join(
         [
             report,
-            f"- Report file: `{run_dir / REPORT_FILE}`",
-            f"- Metrics: `{run_dir / METRICS_FILE}`",
-            f"- Data Docs: `{run_dir / DATA_DOCS_FILE}`",
-            f"- This decision, once made: `{run_dir / APPROVAL_FILE}`",
+            f"- Report file: `{folder.report}`",
+            f"- Metrics: `{folder.metrics}`",
+            f"- Data Docs: `{folder.validation.data_docs_index}`",
+            f"- This decision, once made: `{folder.approval}`",
         ]
     )
 

@@ -6,7 +6,7 @@ not worth promoting.
 - `embedding_logreg`: one logistic regression per genre on the frozen embedding's cached vectors;
 - `baseline_average`: the mean of the two probabilities.
 
-Warm start: the served version keeps its baselines' weights (`BASELINES_FILE`, published beside it),
+Warm start: the served version keeps its baselines' weights (`tasks.run_folder.BASELINES_FILE`, published beside it),
 and the next run's fit starts from them where its rows mean the same (the same genres, and the same
 vocabulary or embedding module). Each regression is L2-regularised, so it has one optimum; the start
 changes how many Newton steps reach it, and where within the solver's tolerance they stop (AUCs equal
@@ -34,7 +34,6 @@ from tasks.artifacts import atomic_path
 
 log = logging.getLogger(__name__)
 
-BASELINES_FILE = "baselines.npz"
 TFIDF, EMBEDDING = "tfidf_logreg", "embedding_logreg"
 INVERSE_REGULARIZATION = {TFIDF: 10.0, EMBEDDING: 1.0}
 MAX_ITERATIONS = 1000

@@ -46,6 +46,7 @@ from tasks.model.bundle import (
 )
 from tasks.model.metrics import compute_metrics
 from tasks.registry.versions import ModelRegistry
+from tasks.run_folder import BASELINES_FILE, RunFolder
 
 if TYPE_CHECKING:  # scikit-learn is imported when evaluate runs, not with this module
     from tasks.model.baselines import Baselines
@@ -69,16 +70,15 @@ MODEL = "model"
 def evaluate_model(
     model_dir: Path,
     prepared_dir: Path,
-    out_dir: Path,
+    out: RunFolder,
     embedding_module: str,
     cache: EmbeddingCache,
     served_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Score `model_dir`, the baselines and the model served from `served_dir` (the champion, for the
-    gate) on the test split; write metrics.json, predictions.npz and the baselines' weights
-    (`BASELINES_FILE`). The baselines' fit starts from the served version's weights, as the next run's
-    will start from these once this model is served."""
-    from tasks.model.baselines import BASELINES_FILE
+    gate) on the test split; write the run's metrics, predictions and baselines' weights into `out`. The
+    baselines' fit starts from the served version's weights, as the next run's will start from these once
+    this model is served."""
     from tasks.model.champion import ChampionScorer
     from tasks.model.features import baseline_tfidf
     from tasks.tensorflow_runtime import tf
@@ -130,10 +130,10 @@ def evaluate_model(
             ARTICLE_DESCRIPTIONS, serving_probabilities(exported, list(ARTICLE_DESCRIPTIONS)), strict=True
         )
     ]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    baselines.save(out_dir / BASELINES_FILE, genres)
-    write_json(out_dir / "metrics.json", metrics)
-    with atomic_path(out_dir / "predictions.npz") as tmp, tmp.open("wb") as handle:
+    out.path.mkdir(parents=True, exist_ok=True)
+    baselines.save(out.baselines, genres)
+    write_json(out.metrics, metrics)
+    with atomic_path(out.predictions) as tmp, tmp.open("wb") as handle:
         # Any: numpy's stubs would match the unpacked dict of arrays against savez's allow_pickle.
         arrays: dict[str, Any] = {"labels": labels, "genres": np.array(genres), MODEL: probabilities, **baseline_scores}
         np.savez(handle, **arrays)
@@ -150,7 +150,7 @@ def evaluate_model(
         "auc_macro": metrics["auc_macro"],
         "test_rows": metrics["test_rows"],
         "baselines_auc_micro": {name: m["auc_micro"] for name, m in metrics["baselines"].items()},
-        "path": str(out_dir / "metrics.json"),
+        "path": str(out.metrics),
     }
 
 

@@ -10,7 +10,8 @@ Evaluate scored the champion on the same test chunks (`champion.ChampionScorer`,
 compared with is no longer the one served, and blocks promotion (`ChampionError`) when evaluate could
 not load or call it; either way, clearing evaluate scores the served version again.
 
-The decision, with both scores, is added to `metrics.json`.
+The decision, with both scores, is the gate's own file (`gate.json` in the run folder); evaluate's
+`metrics.json` stays as evaluate wrote it.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ log = logging.getLogger(__name__)
 
 
 def check_model_gate(
-    metrics_path: Path, served_dir: Path, *, metric: str, threshold: float, max_drop: float
+    metrics_path: Path, decision_path: Path, served_dir: Path, *, metric: str, threshold: float, max_drop: float
 ) -> dict[str, Any]:
-    """Decide on the challenger whose metrics (and its champion's) are in `metrics_path`; raise
-    `ModelGateError` if it fails."""
+    """Decide on the challenger whose metrics (and its champion's) are in `metrics_path`, and write the
+    decision to `decision_path`; raise `ModelGateError` if it fails."""
     metrics = read_json(metrics_path)
     scored, value = metrics.get("champion"), metrics.get(metric)
     stale = stale_champion(scored, ModelRegistry(served_dir).serving_version())
@@ -38,7 +39,7 @@ def check_model_gate(
         decision = decide(metric, value, threshold, champion_to_beat(scored, metric), max_drop)
     else:  # the same record as any decision, failed for that reason alone
         decision = {**decide(metric, value, threshold, None, max_drop), "passed": False, "reason": stale}
-    write_json(metrics_path, {**metrics, "gate": decision})
+    write_json(decision_path, decision)
     log.info("model gate: %s", decision["reason"])
     if not decision["passed"]:
         raise ModelGateError(f"model gate failed: {decision['reason']}")

@@ -17,9 +17,8 @@ The page is the Jinja2 template `templates/report.html`, which escapes every val
 (`report_figures`) are matplotlib PNGs embedded in it. A run with neither validation results nor metrics
 has nothing to report: `{"path": None, "note": ...}`.
 
-`gate_failure(run_dir)` reads the same files and says which gate failed and why, figure by figure, or
-None when no quality gate failed (a run that failed elsewhere, or a champion that could not be scored,
-leaves no gate decision).
+Which gate refused a run, for the alerts, is `tasks.model.gate_outcome`'s; the page lists the failed
+expectations the way it words them.
 """
 
 from __future__ import annotations
@@ -35,39 +34,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from tasks.artifacts import atomic_path, read_json
+from tasks.model.gate_outcome import FailedExpectation, failed_expectations
 from tasks.model.report_figures import curves_figure, drift_figure, history_figure, png_base64
 from tasks.registry.versions import ModelRegistry
+from tasks.run_folder import RunFolder
 
-REPORT_FILE = "report.html"
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.npz"
-# Written by tasks/data/validate.py, relative to the run folder (so the report can link them relatively).
-VALIDATION_RESULTS = "validation/results.json"
-DATA_DOCS_INDEX = "validation/data_docs/index.html"
-DRIFT_RESULTS = "validation/drift.json"
-# Expectation arguments that are plumbing, not bounds.
-NOT_BOUNDS = frozenset({"batch_id", "result_format", "column", "include_config", "catch_exceptions"})
+TEMPLATE = "report.html"
 SAMPLE_TOP_GENRES = 3
-
-
-@dataclass(frozen=True)
-class FailedExpectation:
-    """One expectation the data gate found unmet, in words."""
-
-    suite: str
-    expectation: str  # its type, e.g. expect_table_row_count_to_be_between
-    column: str | None
-    observed: str  # empty when GX reported no value (e.g. expect_column_to_exist)
-    expected: str  # the bounds, e.g. "at least 1000"; empty when it has none
-    why: str | None  # the suite's meta.why: what the expectation protects against
-
-    @property
-    def figure(self) -> str:
-        """One line that reads on its own, e.g. in an alert."""
-        target = f" on column {self.column}" if self.column else ""
-        pairs = (("observed", self.observed), ("expected", self.expected))
-        found = [f"{label} {text}" for label, text in pairs if text]
-        return f"suite {self.suite}, {self.expectation}{target}: {', '.join(found) or 'not met'}"
 
 
 @dataclass(frozen=True)
@@ -101,7 +74,7 @@ class Sample:
 class ModelPage:
     """What the page shows of an evaluated model."""
 
-    gate: Mapping[str, Any] | None  # the model gate's decision in metrics.json; None if it did not run
+    gate: Mapping[str, Any] | None  # the model gate's decision (gate.json); None if it did not run
     version: int | None  # the version this run promoted
     test_rows: int
     scores: list[tuple[str, float, float]]  # name, micro and macro AUC: the model, then the baselines
@@ -112,25 +85,26 @@ class ModelPage:
 
 
 def write_report(
-    run_dir: Path, model_dir: Path | None, served_dir: Path, *, dag_id: str, run_id: str, version: int | None
+    folder: RunFolder, model_dir: Path | None, served_dir: Path, *, dag_id: str, run_id: str, version: int | None
 ) -> dict[str, Any]:
-    """Build `run_dir/report.html`; `version` is the version this run promoted, None if it promoted none."""
-    validation = _read_if_present(run_dir / VALIDATION_RESULTS)
-    metrics = _read_if_present(run_dir / METRICS_FILE)
+    """Build the run's report.html; `version` is the version this run promoted, None if it promoted none."""
+    validation = _read_if_present(folder.validation.results)
+    metrics = _read_if_present(folder.metrics)
     if validation is None and metrics is None:
         return {"path": None, "note": "no report: the run stopped before the data gate"}
     title = report_title(dag_id, run_id, version)
-    drift = _read_if_present(run_dir / DRIFT_RESULTS)
+    drift = _read_if_present(folder.validation.drift)
     evaluated = metrics is not None and model_dir is not None
-    page = _TEMPLATES.get_template(REPORT_FILE).render(
+    data_docs = folder.validation.data_docs_index
+    page = _TEMPLATES.get_template(TEMPLATE).render(
         title=title,
         data_gate=_data_gate(validation),
-        data_docs=DATA_DOCS_INDEX if (run_dir / DATA_DOCS_INDEX).is_file() else None,
+        data_docs=folder.relative(data_docs) if data_docs.is_file() else None,  # relative: opens from disk too
         drift=drift,
         drift_png=png_base64(drift_figure(drift)) if drift is not None and drift.get("checked") else None,
-        model=_model_page(run_dir, served_dir, metrics, version) if evaluated else None,
+        model=_model_page(folder, served_dir, metrics, version) if evaluated else None,
     )
-    path = run_dir / REPORT_FILE
+    path = folder.report
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return {"path": str(path), "title": title}
@@ -139,120 +113,6 @@ def write_report(
 def report_title(dag_id: str, run_id: str, version: int | None) -> str:
     outcome = f"version {version}" if version is not None else "not promoted"
     return f"{dag_id} · run {run_id} · {outcome}"
-
-
-def gate_failure(run_dir: Path) -> dict[str, Any] | None:
-    """Which quality gate failed in this run, its reason and its figures; None when none failed."""
-    failed = failed_expectations(_read_if_present(run_dir / VALIDATION_RESULTS) or {})
-    if failed:
-        suites = sorted({f.suite for f in failed})
-        # A drift failure reads better as the drift check words it (field, now, then, tolerance).
-        drift = _read_if_present(run_dir / DRIFT_RESULTS) or {}
-        worded = set(drift.get("suites", [])) if drift.get("failures") else set()
-        return {
-            "gate": "data gate",
-            "reason": f"{len(failed)} expectation(s) not met in suite(s) {', '.join(suites)}",
-            "figures": [f.figure for f in failed if f.suite not in worded]
-            + [f"drift: {failure}" for failure in drift.get("failures", [])],
-        }
-    decision = (_read_if_present(run_dir / METRICS_FILE) or {}).get("gate")
-    if decision is not None and not decision.get("passed", False):
-        return {"gate": "model gate", "reason": decision["reason"], "figures": model_gate_figures(decision)}
-    return None
-
-
-def model_gate_figures(decision: Mapping[str, Any]) -> list[str]:
-    """The model gate's decision (as tasks/model/gate.py writes it), one comparison per line."""
-    metric, value, threshold = decision["metric"], decision["challenger"], decision["threshold"]
-    if value is None:
-        figures = [f"{metric} could not be computed on the test split"]
-    else:
-        relation = "<" if value < threshold else ">="
-        figures = [f"{metric} {value:.4f} {relation} auc_threshold {threshold:.4f}"]
-    champion = decision.get("champion")
-    if champion is None:
-        figures.append("no model in production: judged on the threshold alone")
-    elif champion.get("value") is None:
-        figures.append(
-            f"served version {champion['version']} not comparable ({champion.get('note')}): "
-            "judged on the threshold alone"
-        )
-    else:
-        drop = decision["max_auc_drop"]
-        figures.append(
-            f"served version {champion['version']}: {metric} {champion['value']:.4f}, max_auc_drop {drop:.4f} "
-            f"(a challenger needs at least {champion['value'] - drop:.4f})"
-        )
-    return figures
-
-
-def failed_expectations(results: Mapping[str, Any]) -> list[FailedExpectation]:
-    """Every unmet expectation in a `validation/results.json` (suite name → GX validation result)."""
-    return [
-        _failed_expectation(suite, result)
-        for suite, suite_result in sorted(results.items())
-        for result in suite_result.get("results", [])
-        if not result.get("success", False)
-    ]
-
-
-def _failed_expectation(suite: str, result: Mapping[str, Any]) -> FailedExpectation:
-    config = result.get("expectation_config", {})
-    kwargs = config.get("kwargs", {})
-    return FailedExpectation(
-        suite=suite,
-        expectation=str(config.get("type", "unknown expectation")),
-        column=kwargs.get("column"),
-        observed=_observed(result),
-        expected=_bounds(str(config.get("type", "")), kwargs),
-        why=config.get("meta", {}).get("why"),
-    )
-
-
-def _observed(result: Mapping[str, Any]) -> str:
-    """What GX saw: an aggregate's value, or how many values broke a per-value expectation."""
-    exception = result.get("exception_info", {})
-    if exception.get("raised_exception"):
-        return f"an error ({exception.get('exception_message')})"
-    found = result.get("result", {})
-    if "observed_value" in found:
-        return _value(found["observed_value"])
-    if "unexpected_count" in found:
-        examples = found.get("partial_unexpected_list") or []
-        sample = f", e.g. {_value(examples[:5])}" if examples else ""
-        return (
-            f"{found['unexpected_count']} of {found.get('element_count', '?')} values unexpected "
-            f"({found.get('unexpected_percent') or 0:.2f}%){sample}"
-        )
-    return ""
-
-
-def _bounds(expectation: str, kwargs: Mapping[str, Any]) -> str:
-    """The expectation's bounds in words: "between 10 and 5000 for at least 98% of values"."""
-    low, high = kwargs.get("min_value"), kwargs.get("max_value")
-    parts = []
-    if low is not None and high is not None:
-        parts.append(f"between {_value(low)} and {_value(high)}")
-    elif low is not None:
-        parts.append(f"at least {_value(low)}")
-    elif high is not None:
-        parts.append(f"at most {_value(high)}")
-    if "value_set" in kwargs:
-        relation = "not in" if "not_be_in_set" in expectation else "in"
-        parts.append(f"values {relation} {_value(kwargs['value_set'])}")
-    rest = {k: v for k, v in kwargs.items() if k not in NOT_BOUNDS | {"min_value", "max_value", "value_set", "mostly"}}
-    parts += [f"{name}={_value(value)}" for name, value in sorted(rest.items())]
-    if "mostly" in kwargs:
-        parts.append(f"for at least {kwargs['mostly'] * 100:.4g}% of values")
-    return " ".join(parts)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    return str(value)
 
 
 def _read_if_present(path: Path) -> Any:
@@ -266,8 +126,8 @@ def _data_gate(validation: Mapping[str, Any] | None) -> DataGatePage | None:
     return DataGatePage(failed_expectations(validation), evaluated, len(validation))
 
 
-def _model_page(run_dir: Path, served_dir: Path, metrics: Mapping[str, Any], version: int | None) -> ModelPage:
-    with np.load(run_dir / PREDICTIONS_FILE, allow_pickle=False) as data:
+def _model_page(folder: RunFolder, served_dir: Path, metrics: Mapping[str, Any], version: int | None) -> ModelPage:
+    with np.load(folder.predictions, allow_pickle=False) as data:
         predictions = {name: data[name] for name in data.files}
     genres = [str(g) for g in predictions.pop("genres")]
     labels = predictions.pop("labels")
@@ -277,7 +137,7 @@ def _model_page(run_dir: Path, served_dir: Path, metrics: Mapping[str, Any], ver
     scores = _scores(metrics)
     best = max(scores[1:], key=lambda row: row[1], default=None)
     return ModelPage(
-        gate=metrics.get("gate"),
+        gate=_read_if_present(folder.gate),
         version=version,
         test_rows=metrics["test_rows"],
         scores=scores,

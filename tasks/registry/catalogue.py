@@ -19,9 +19,8 @@ from tasks.config import Settings
 from tasks.errors import ConfigError
 from tasks.registry.rollback import already_served
 from tasks.registry.versions import ModelRegistry
+from tasks.run_folder import RunFolder
 
-REPORT_FILE = "report.html"
-DATA_DOCS_DIR = Path("validation") / "data_docs"
 PUBLISHING_EVENTS = ("promote", "rollback")
 
 
@@ -47,7 +46,7 @@ def _version_row(
     champion = manifest.get("champion_comparison") or {}
     drift = ((manifest.get("stages") or {}).get("validate") or {}).get("drift")
     run_id = manifest.get("dag_run_id")
-    run_dir = run_folder(settings, run_id)
+    folder = run_folder(settings, run_id)
     return {
         "version": number,
         "served": number == served,
@@ -62,18 +61,18 @@ def _version_row(
         "published_by": event.get("by"),
         "reason": event.get("reason"),
         "dag_run_id": run_id,
-        "run_folder": run_dir.name if run_dir else None,
-        "has_report": bool(run_dir and (run_dir / REPORT_FILE).is_file()),
-        "has_data_docs": bool(run_dir and (run_dir / DATA_DOCS_DIR / "index.html").is_file()),
+        "run_folder": folder.path.name if folder else None,
+        "has_report": bool(folder and folder.report.is_file()),
+        "has_data_docs": bool(folder and folder.validation.data_docs_index.is_file()),
     }
 
 
-def run_folder(settings: Settings, run_id: Any) -> Path | None:
+def run_folder(settings: Settings, run_id: Any) -> RunFolder | None:
     """The artifact folder of run `run_id` (None for a manifest without a usable run id)."""
     if not isinstance(run_id, str) or not run_id:
         return None
     try:
-        return settings.run_dir(run_id)
+        return settings.run_folder(run_id)
     except ConfigError:
         return None
 

@@ -32,6 +32,7 @@ from orchestration.alerts import (
     step_name,
 )
 from tasks.config import Settings
+from tasks.run_folder import RunFolder
 from tests.servers import SMTP_PASSWORD, SmtpInbox, WebhookServer, free_port, smtp_connection
 
 DATA_GATE_REASON = (
@@ -115,12 +116,12 @@ def test_describe_error() -> None:
 
 
 def test_artifact_paths_list_only_reports_that_exist(tmp_path: Path) -> None:
-    assert artifact_paths(tmp_path) == {"Artifacts": tmp_path}
+    assert artifact_paths(RunFolder(tmp_path)) == {"Artifacts": tmp_path}
     docs = tmp_path / "validation" / "data_docs" / "index.html"
     docs.parent.mkdir(parents=True)
     docs.write_text("<html></html>")
     (tmp_path / "report.html").write_text("<html></html>")
-    assert list(artifact_paths(tmp_path).items()) == [
+    assert list(artifact_paths(RunFolder(tmp_path)).items()) == [
         ("Report", tmp_path / "report.html"),
         ("Data Docs", docs),
         ("Artifacts", tmp_path),

@@ -108,7 +108,7 @@ def test_weekly_life_champion_challenger_and_rollback(dag, dirs, inbox, sample_c
     worse = _run(dag, {**conf, "epochs": 1, "learning_rate": 1e-5, "auc_threshold": 0.0, "max_warm_starts": 0})
     assert worse["run"] == "failed" and worse["gate"] == "failed" and worse["promote"] == "upstream_failed"
     runs = sorted((dirs["artifacts"] / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
-    gate = json.loads((runs[-1] / "metrics.json").read_text())["gate"]
+    gate = json.loads((runs[-1] / "gate.json").read_text())
     assert "worse than the champion (version 2" in gate["reason"]
     assert "Model gate: FAILED" in (runs[-1] / "report.html").read_text()
     assert sorted(int(p.name) for p in served.iterdir() if p.name.isdigit()) == [1, 2]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tasks.model.approval import approval_body, approval_subject, comparison_table, drift_text
 from tasks.model.gate import decide
+from tasks.run_folder import RunFolder
 
 RUN_DIR = Path("/srv/artifacts/runs/manual__2026-12-02")
 EVALUATION = {
@@ -38,7 +39,7 @@ def body(
 ) -> str:
     return approval_body(
         run_id=run_id,
-        run_dir=RUN_DIR,
+        folder=RunFolder(RUN_DIR),
         gate=gate,
         evaluation=evaluation,
         validation={"drift": drift} if drift is not None else None,

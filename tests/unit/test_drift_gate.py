@@ -19,10 +19,11 @@ import pytest
 from tasks import pipeline
 from tasks.config import PARAM_SCHEMAS, Settings
 from tasks.data.drift import MEASURE_TOLERANCES
-from tasks.data.profile import PROFILE_FILE
 from tasks.embedding.modules import module_fingerprint
 from tasks.errors import DataGateError
-from tasks.model.report import gate_failure, write_report
+from tasks.model.gate_outcome import gate_failure
+from tasks.model.report import write_report
+from tasks.run_folder import PROFILE_FILE, RunFolder
 from tests.sample_data import write_rows
 
 pytestmark = pytest.mark.slow
@@ -61,9 +62,9 @@ class World:
         prepared = pipeline.prepare(run, {"path": str(raw)})
         pipeline.embed(run, prepared, self.embedding)
         try:
-            return run.dir, pipeline.validate(run, prepared, self.embedding)
+            return run.folder.path, pipeline.validate(run, prepared, self.embedding)
         except DataGateError as err:
-            return run.dir, err
+            return run.folder.path, err
 
     def serve(self, run_dir: Path | None, version: int, registry: str) -> None:
         """A promoted version `version` in `registry`, with `run_dir`'s data profile as promote copies it."""
@@ -114,7 +115,7 @@ def _failures(outcome: Any) -> list[str]:
 def _report(world: World, run_dir: Path) -> str:
     """The run's report.html, as the report step writes it for a run that trained nothing."""
     served = world.settings("models").served_model_dir
-    summary = write_report(run_dir, None, served, dag_id="movie_genre_retrain", run_id="test", version=None)
+    summary = write_report(RunFolder(run_dir), None, served, dag_id="movie_genre_retrain", run_id="test", version=None)
     return Path(summary["path"]).read_text(encoding="utf-8")
 
 
@@ -189,7 +190,8 @@ def test_overviews_shuffled_between_movies_fail_on_changed_movies_and_embedding_
     assert f"Drift from version {SERVED}'s training data: FAILED" in page
     assert "<td>changed movies</td>" in page and page.count("<td>FAILED</td>") == 2
     assert page.count("data:image/png;base64,") == 1
-    figures = gate_failure(run_dir)["figures"]
+    failure = gate_failure(RunFolder(run_dir))
+    figures = failure.figures if failure else []
     assert figures == failures, "the alert words a drift failure as the gate does"
 
 

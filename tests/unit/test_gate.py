@@ -43,15 +43,20 @@ def _served_version(served: Path, version: int) -> None:
 def _gate_on(tmp_path: Path, champion: dict | None, auc: float = 0.9) -> dict:
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"auc_micro": auc, "champion": champion}))
-    return check_model_gate(metrics, tmp_path / "served", metric="auc_micro", threshold=0.5, max_drop=0.005)
+    return check_model_gate(
+        metrics, tmp_path / "gate.json", tmp_path / "served", metric="auc_micro", threshold=0.5, max_drop=0.005
+    )
 
 
-def test_gate_writes_its_decision_into_metrics(tmp_path: Path) -> None:
+def test_gate_writes_its_decision_to_its_own_file(tmp_path: Path) -> None:
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"auc_micro": 0.7}))
     with pytest.raises(ModelGateError, match=r"auc_micro 0\.7000 < auc_threshold 0\.9900"):
-        check_model_gate(metrics, tmp_path / "served", metric="auc_micro", threshold=0.99, max_drop=0.005)
-    assert json.loads(metrics.read_text())["gate"]["passed"] is False
+        check_model_gate(
+            metrics, tmp_path / "gate.json", tmp_path / "served", metric="auc_micro", threshold=0.99, max_drop=0.005
+        )
+    assert json.loads((tmp_path / "gate.json").read_text())["passed"] is False
+    assert json.loads(metrics.read_text()) == {"auc_micro": 0.7}, "evaluate's file is evaluate's alone"
 
 
 def test_the_gate_judges_on_evaluates_champion_scores(tmp_path: Path) -> None:
@@ -84,6 +89,6 @@ def test_a_version_published_since_evaluate_ran_fails_the_gate(tmp_path: Path, s
     reason = f"served version {scored}, but version {served} is served now"
     with pytest.raises(ModelGateError, match=reason):
         _gate_on(tmp_path, champion)
-    decision = json.loads((tmp_path / "metrics.json").read_text())["gate"]
+    decision = json.loads((tmp_path / "gate.json").read_text())
     assert decision["passed"] is False and reason in decision["reason"]
     assert "clear evaluate to compare with it" in decision["reason"]

@@ -23,13 +23,13 @@ from orchestration.genre_models.cdn import CDN_FILES, NPM_PACKAGES, rewrite_cdn_
 from tasks.artifacts import read_json
 from tasks.config import EXPECTATIONS_DIR, PARAM_SCHEMAS, Settings, run_folder_name
 from tasks.data.drift import TOLERANCE_PARAMS, ServedProfile
-from tasks.data.profile import PROFILE_FILE
 from tasks.data.validate import validate_dataset
 from tasks.model.report import write_report
-from tasks.registry.catalogue import DATA_DOCS_DIR, REPORT_FILE, catalogue, inside
+from tasks.registry.catalogue import catalogue, inside
 from tasks.registry.promote import promote_model
 from tasks.registry.rollback import rollback_model, run_actor
 from tasks.registry.versions import ModelRegistry
+from tasks.run_folder import PROFILE_FILE
 
 RUN_IDS = ("manual__2026-12-01T10:00:00+00:00", "manual__2026-12-02T10:00:00+00:00")
 AUCS = ((0.861, 0.802), (0.874, 0.815))
@@ -43,14 +43,14 @@ def publish_sample_versions(settings: Settings, model: Path, prepared: Path) -> 
     parameters = {"min_rows": 200, **{name: PARAM_SCHEMAS[name]["default"] for name in TOLERANCE_PARAMS}}
     published = []
     for number, (run_id, (micro, macro)) in enumerate(zip(RUN_IDS, AUCS, strict=True), start=1):
-        run_dir = settings.run_dir(run_id)
+        folder = settings.run_folder(run_id)
         registry = ModelRegistry(settings.served_model_dir)
         served = registry.serving_version()
         profile = read_json(registry.version_dir(served) / PROFILE_FILE) if served else None
         validation = validate_dataset(
             prepared,
             EXPECTATIONS_DIR,
-            run_dir / "validation",
+            folder.validation,
             parameters,
             served=ServedProfile(served, profile),
             run_name=run_id,
@@ -74,10 +74,10 @@ def publish_sample_versions(settings: Settings, model: Path, prepared: Path) -> 
             actor=run_id,
             reason=f"sample version {number}",
             keep_versions=5,
-            extras={PROFILE_FILE: run_dir / "validation" / PROFILE_FILE},
+            extras={PROFILE_FILE: folder.validation.profile},
         )
         write_report(
-            run_dir, None, settings.served_model_dir, dag_id="movie_genre_retrain", run_id=run_id, version=number
+            folder, None, settings.served_model_dir, dag_id="movie_genre_retrain", run_id=run_id, version=number
         )
         published.append(promoted)
     return published
@@ -165,11 +165,11 @@ def test_report_and_data_docs_links_resolve_in_the_run_folder(
     """Opened from disk, every relative link of report.html and the Data Docs pages names a file; the page
     serves the run folder at the same relative paths, so they resolve there too."""
     settings, _ = published
-    run_dir = settings.run_dir(RUN_IDS[1])
-    report = run_dir / REPORT_FILE
-    assert relative_links(report.read_text(encoding="utf-8")) == [(DATA_DOCS_DIR / "index.html").as_posix()]
+    folder = settings.run_folder(RUN_IDS[1])
+    report = folder.report
+    assert relative_links(report.read_text(encoding="utf-8")) == [folder.relative(folder.validation.data_docs_index)]
     followed = 0
-    for page in [report, *sorted((run_dir / DATA_DOCS_DIR).rglob("*.html"))]:
+    for page in [report, *sorted(folder.validation.data_docs.rglob("*.html"))]:
         for href in relative_links(page.read_text(encoding="utf-8")):
             assert (page.parent / href).resolve().is_file(), (page, href)
             followed += 1
@@ -251,7 +251,7 @@ def test_data_docs_render_from_local_copies_of_their_cdn_files(
     """Every CDN URL in a real Data Docs page is known and rewritten; every local file it names is
     installed (make venv's npm step, NPM_PACKAGES); and GX names the run and the asset after ours."""
     settings, _ = published
-    docs = settings.run_dir(RUN_IDS[1]) / DATA_DOCS_DIR
+    docs = settings.run_folder(RUN_IDS[1]).validation.data_docs
     pages = sorted(docs.rglob("*.html"))
     assert len(pages) >= 2, pages
     for page in pages:

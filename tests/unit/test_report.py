@@ -18,8 +18,10 @@ from tasks.config import EXPECTATIONS_DIR
 from tasks.data.validate import validate_dataset
 from tasks.errors import DataGateError, ModelGateError
 from tasks.model.gate import check_model_gate
-from tasks.model.report import gate_failure, write_report
+from tasks.model.gate_outcome import DATA_GATE_TASK, MODEL_GATE_TASK, GateFailure, gate_failure
+from tasks.model.report import write_report
 from tasks.model.report_figures import auc_axis_limits, history_figure
+from tasks.run_folder import RunFolder
 from tests.sample_data import PROJECT_ROOT
 
 DAG_ID = "movie_genre_retrain"
@@ -38,16 +40,16 @@ FIGURE_TITLES = (
 def _validate(prepared: Path, run_dir: Path, min_rows: int) -> None:
     """The data gate as the DAG runs it: its results land in the run's validation/ folder."""
     with contextlib.suppress(DataGateError):  # the results are written first; the report and the alert read them
-        validate_dataset(prepared, EXPECTATIONS_DIR, run_dir / "validation", {"min_rows": min_rows})
+        validate_dataset(prepared, EXPECTATIONS_DIR, RunFolder(run_dir).validation, {"min_rows": min_rows})
 
 
 def _gate(run_dir: Path, served: Path, auc: float, threshold: float, champion: dict | None = None) -> None:
     """The model gate as the DAG runs it, on a challenger whose metrics.json holds `auc` and evaluate's
     `champion` entry."""
-    metrics = run_dir / "metrics.json"
-    metrics.write_text(json.dumps({"auc_micro": auc, "champion": champion}))
-    with contextlib.suppress(ModelGateError):  # the decision is written into metrics.json first
-        check_model_gate(metrics, served, metric="auc_micro", threshold=threshold, max_drop=0.005)
+    folder = RunFolder(run_dir)
+    folder.metrics.write_text(json.dumps({"auc_micro": auc, "champion": champion}))
+    with contextlib.suppress(ModelGateError):  # the decision is written to gate.json first
+        check_model_gate(folder.metrics, folder.gate, served, metric="auc_micro", threshold=threshold, max_drop=0.005)
 
 
 def _rows(prepared: Path, table: str) -> int:
@@ -55,7 +57,9 @@ def _rows(prepared: Path, table: str) -> int:
 
 
 def _report(run_dir: Path, version: int | None = None, model_dir: Path | None = None) -> tuple[dict, str]:
-    summary = write_report(run_dir, model_dir, run_dir / "served", dag_id=DAG_ID, run_id=RUN_ID, version=version)
+    summary = write_report(
+        RunFolder(run_dir), model_dir, run_dir / "served", dag_id=DAG_ID, run_id=RUN_ID, version=version
+    )
     return summary, Path(summary["path"]).read_text(encoding="utf-8")
 
 
@@ -99,7 +103,7 @@ def test_a_run_past_the_data_gate_shows_it_briefly(data_gate_passed: Path) -> No
 
 
 def test_a_run_that_stopped_before_the_data_gate_has_no_report(tmp_path: Path) -> None:
-    summary = write_report(tmp_path, None, tmp_path / "served", dag_id=DAG_ID, run_id=RUN_ID, version=None)
+    summary = write_report(RunFolder(tmp_path), None, tmp_path / "served", dag_id=DAG_ID, run_id=RUN_ID, version=None)
     assert summary["path"] is None and "before the data gate" in summary["note"]
     assert not (tmp_path / "report.html").exists()
 
@@ -132,17 +136,17 @@ def test_auc_axis_limits_pad_and_clip() -> None:
 
 
 def test_gate_failure_names_each_failed_expectation(data_gate_failed: Path, prepared_sample: Path) -> None:
-    failure = gate_failure(data_gate_failed)
-    assert failure == {
-        "gate": "data gate",
-        "reason": "2 expectation(s) not met in suite(s) movies, records",
-        "figures": [
+    failure = gate_failure(RunFolder(data_gate_failed))
+    assert failure == GateFailure(
+        task_id=DATA_GATE_TASK,
+        reason="2 expectation(s) not met in suite(s) movies, records",
+        figures=[
             f"suite movies, expect_table_row_count_to_be_between: observed {_rows(prepared_sample, 'movies')}, "
             "expected at least 1000000",
             f"suite records, expect_table_row_count_to_be_between: observed {_rows(prepared_sample, 'records')}, "
             "expected at least 1000000",
         ],
-    }
+    )
 
 
 def test_gate_failure_reads_column_expectations_with_their_share(prepared_sample: Path, tmp_path: Path) -> None:
@@ -156,28 +160,28 @@ def test_gate_failure_reads_column_expectations_with_their_share(prepared_sample
     records = records.set_column(records.column_names.index("genres_parsed"), "genres_parsed", unparsed)
     pq.write_table(records, broken / "records.parquet")
     _validate(broken, tmp_path / "run", 200)
-    failure = gate_failure(tmp_path / "run")
+    failure = gate_failure(RunFolder(tmp_path / "run"))
     false_count = records.num_rows - pc.sum(unparsed).as_py()
-    assert failure is not None and failure["gate"] == "data gate"
+    assert failure is not None and failure.task_id == DATA_GATE_TASK
     assert (
         f"suite records, expect_column_values_to_be_in_set on column genres_parsed: observed {false_count} of "
         f"{records.num_rows} values unexpected ({100 * false_count / records.num_rows:.2f}%), "
         "e.g. [False, False, False, False, False], expected values in [True] for at least 99% of values"
-    ) in failure["figures"]
+    ) in failure.figures
 
 
 def test_gate_failure_reads_the_model_gate_decision(prepared_sample: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     _validate(prepared_sample, run_dir, 200)
-    assert gate_failure(run_dir) is None, "the data gate passed and no model gate ran"
+    assert gate_failure(RunFolder(run_dir)) is None, "the data gate passed and no model gate ran"
     _gate(run_dir, tmp_path / "served", auc=0.7, threshold=0.99)
-    assert gate_failure(run_dir) == {
-        "gate": "model gate",
-        "reason": "auc_micro 0.7000 < auc_threshold 0.9900 (no model in production: judged on the threshold alone)",
-        "figures": ["auc_micro 0.7000 < auc_threshold 0.9900", "no model in production: judged on the threshold alone"],
-    }
+    assert gate_failure(RunFolder(run_dir)) == GateFailure(
+        task_id=MODEL_GATE_TASK,
+        reason="auc_micro 0.7000 < auc_threshold 0.9900 (no model in production: judged on the threshold alone)",
+        figures=["auc_micro 0.7000 < auc_threshold 0.9900", "no model in production: judged on the threshold alone"],
+    )
     _gate(run_dir, tmp_path / "served", auc=0.7, threshold=0.5)
-    assert gate_failure(run_dir) is None, "the gate passed on a retry"
+    assert gate_failure(RunFolder(run_dir)) is None, "the gate passed on a retry"
 
 
 @pytest.mark.slow
@@ -197,9 +201,10 @@ def test_a_promoted_run_reports_its_version_and_the_champion_figures(
     )
     model_dir = Path(train_model(prepared_sample, run_dir / "model", config, cache)["model_path"])
     _validate(prepared_sample, run_dir, 200)
-    evaluation = evaluate_model(model_dir, prepared_sample, run_dir, glove_module, cache, served_dir=served)
-    check_model_gate(run_dir / "metrics.json", served, metric="auc_micro", threshold=0.5, max_drop=0.005)
-    assert gate_failure(run_dir) is None
+    folder = RunFolder(run_dir)
+    evaluation = evaluate_model(model_dir, prepared_sample, folder, glove_module, cache, served_dir=served)
+    check_model_gate(folder.metrics, folder.gate, served, metric="auc_micro", threshold=0.5, max_drop=0.005)
+    assert gate_failure(folder) is None
     promoted = promote_model(
         model_dir, served, {"dag_run_id": RUN_ID, "metrics": evaluation}, actor="test", reason="test", keep_versions=5
     )
@@ -209,14 +214,14 @@ def test_a_promoted_run_reports_its_version_and_the_champion_figures(
     assert page.count("data:image/png;base64,") == 3, "ROC, precision-recall and version history plots"
 
     challenger = tmp_path / "challenger"
-    evaluate_model(model_dir, prepared_sample, challenger, glove_module, cache, served_dir=served)
+    evaluate_model(model_dir, prepared_sample, RunFolder(challenger), glove_module, cache, served_dir=served)
     scored = json.loads((challenger / "metrics.json").read_text())["champion"]
     assert scored["auc_micro"] == pytest.approx(evaluation["auc_micro"], abs=1e-6), "the same model, served"
     _gate(challenger, served, auc=evaluation["auc_micro"] - 0.05, threshold=0.1, champion=scored)
-    failure = gate_failure(challenger)
-    champion = json.loads((challenger / "metrics.json").read_text())["gate"]["champion"]["value"]
-    assert failure is not None and failure["gate"] == "model gate"
-    assert failure["figures"] == [
+    failure = gate_failure(RunFolder(challenger))
+    champion = json.loads((challenger / "gate.json").read_text())["champion"]["value"]
+    assert failure is not None and failure.task_id == MODEL_GATE_TASK
+    assert failure.figures == [
         f"auc_micro {evaluation['auc_micro'] - 0.05:.4f} >= auc_threshold 0.1000",
         f"served version 1: auc_micro {champion:.4f}, max_auc_drop 0.0050 "
         f"(a challenger needs at least {champion - 0.005:.4f})",
@@ -342,7 +347,7 @@ def _checked_drift(passed: bool) -> dict:
 
 
 def _evaluated(run_dir: Path, gate: dict | None, no_positives: bool = False) -> None:
-    """metrics.json and predictions.npz as evaluate writes them, with `gate` as the model gate adds it."""
+    """metrics.json and predictions.npz as evaluate writes them, and `gate` as the model gate writes it."""
     rng = np.random.default_rng(7)
     labels = (rng.random((60, len(GENRES))) < 0.3).astype(np.int8)
     if no_positives:
@@ -383,7 +388,9 @@ def _evaluated(run_dir: Path, gate: dict | None, no_positives: bool = False) -> 
             },
         ],
     }
-    write_json(run_dir / "metrics.json", metrics if gate is None else {**metrics, "gate": gate})
+    write_json(run_dir / "metrics.json", metrics)
+    if gate is not None:
+        write_json(run_dir / "gate.json", gate)
 
 
 def _served_versions(served: Path, aucs: dict[int, float | None]) -> None:
@@ -454,7 +461,7 @@ SCENARIOS = {
 
 def _fixed_report(run_dir: Path, scenario: str) -> str:
     run_id, version, model_dir = SCENARIOS[scenario](run_dir)
-    write_report(run_dir, model_dir, run_dir / "served", dag_id=DAG_ID, run_id=run_id, version=version)
+    write_report(RunFolder(run_dir), model_dir, run_dir / "served", dag_id=DAG_ID, run_id=run_id, version=version)
     return (run_dir / "report.html").read_text(encoding="utf-8")
 
 

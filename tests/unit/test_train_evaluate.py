@@ -12,6 +12,7 @@ from tasks.config import DEFAULT_GENRES
 from tasks.embedding.cache import EmbeddingCache
 from tasks.model.evaluate import evaluate_model
 from tasks.model.metrics import compute_metrics
+from tasks.run_folder import RunFolder
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +69,7 @@ def test_the_export_holds_its_signatures_without_kerass_layer_traces(trained: di
 
 
 def test_evaluate_writes_metrics(trained: dict, prepared_sample: Path, glove_module: str, cache, tmp_path) -> None:
-    summary = evaluate_model(Path(trained["model_path"]), prepared_sample, tmp_path, glove_module, cache)
+    summary = evaluate_model(Path(trained["model_path"]), prepared_sample, RunFolder(tmp_path), glove_module, cache)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert 0.5 < summary["auc_micro"] <= 1 and metrics["auc_micro"] == summary["auc_micro"]
     from tasks.data.prepare import read_split
@@ -100,9 +101,13 @@ def test_evaluate_streams_the_test_split_in_chunks(
 ) -> None:
     from tasks.model import evaluate
 
-    whole = evaluate_model(Path(trained["model_path"]), prepared_sample, tmp_path / "whole", glove_module, cache)
+    whole = evaluate_model(
+        Path(trained["model_path"]), prepared_sample, RunFolder(tmp_path / "whole"), glove_module, cache
+    )
     monkeypatch.setattr(evaluate, "CHUNK_ROWS", 37)  # the sample's test split in several chunks
-    chunked = evaluate_model(Path(trained["model_path"]), prepared_sample, tmp_path / "chunked", glove_module, cache)
+    chunked = evaluate_model(
+        Path(trained["model_path"]), prepared_sample, RunFolder(tmp_path / "chunked"), glove_module, cache
+    )
     assert chunked == {**whole, "path": str(tmp_path / "chunked" / "metrics.json")}
     with np.load(tmp_path / "whole" / "predictions.npz") as a, np.load(tmp_path / "chunked" / "predictions.npz") as b:
         assert set(a.files) == set(b.files) and list(a["genres"]) == list(b["genres"])
@@ -119,8 +124,12 @@ def test_a_deep_only_model_gets_the_baseline_a_wide_one_gets(
     from tasks.model.train import train_model
 
     deep = train_model(prepared_sample, tmp_path / "deep" / "model", replace(_config(glove_module), wide=False), cache)
-    deep_summary = evaluate_model(Path(deep["model_path"]), prepared_sample, tmp_path / "d", glove_module, cache)
-    wide_summary = evaluate_model(Path(trained["model_path"]), prepared_sample, tmp_path / "w", glove_module, cache)
+    deep_summary = evaluate_model(
+        Path(deep["model_path"]), prepared_sample, RunFolder(tmp_path / "d"), glove_module, cache
+    )
+    wide_summary = evaluate_model(
+        Path(trained["model_path"]), prepared_sample, RunFolder(tmp_path / "w"), glove_module, cache
+    )
     assert deep_summary["baselines_auc_micro"] == wide_summary["baselines_auc_micro"]
 
 
@@ -132,8 +141,10 @@ def test_report_opens_from_disk(trained: dict, prepared_sample: Path, glove_modu
 
     run_dir = tmp_path / "run"
     shutil.copytree(Path(trained["model_path"]), run_dir / "model")
-    evaluate_model(run_dir / "model", prepared_sample, run_dir, glove_module, cache)
-    report = write_report(run_dir, run_dir / "model", tmp_path / "served", dag_id="dag", run_id="run", version=None)
+    evaluate_model(run_dir / "model", prepared_sample, RunFolder(run_dir), glove_module, cache)
+    report = write_report(
+        RunFolder(run_dir), run_dir / "model", tmp_path / "served", dag_id="dag", run_id="run", version=None
+    )
     page = Path(report["path"]).read_text()
     assert page.count("data:image/png;base64,") == 3, "ROC, precision-recall and version history plots"
     assert "tfidf_logreg" in page and "The model beats the best baseline" in page
@@ -162,7 +173,7 @@ def test_stale_cache_is_caught_by_the_serving_parity_check(
     texts += read_split(prepared_sample, "train")[0]
     wrong.add([text_key(t) for t in dict.fromkeys(texts)], np.ones((len(dict.fromkeys(texts)), 50), "float32"))
     with pytest.raises(ExportError, match="serving_default differs"):
-        evaluate_model(Path(trained["model_path"]), prepared_sample, tmp_path, glove_module, wrong)
+        evaluate_model(Path(trained["model_path"]), prepared_sample, RunFolder(tmp_path), glove_module, wrong)
 
 
 def test_genre_without_positives_has_no_auc_and_no_crash() -> None:
@@ -195,4 +206,7 @@ def test_candidate_overrides_the_run_params(prepared_sample: Path, glove_module:
 def test_report_of_a_run_that_stopped_early(tmp_path: Path) -> None:
     from tasks.model.report import write_report
 
-    assert write_report(tmp_path, None, tmp_path / "served", dag_id="dag", run_id="run", version=None)["path"] is None
+    assert (
+        write_report(RunFolder(tmp_path), None, tmp_path / "served", dag_id="dag", run_id="run", version=None)["path"]
+        is None
+    )

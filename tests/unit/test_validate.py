@@ -12,6 +12,7 @@ from tasks.config import EXPECTATIONS_DIR, PARAM_SCHEMAS
 from tasks.data.drift import TOLERANCE_PARAMS, ServedProfile
 from tasks.data.validate import load_suites, reduced_frame, validate_dataset
 from tasks.errors import ConfigError, DataGateError
+from tasks.run_folder import ValidationFolder
 
 
 def test_suites_are_data_and_name_their_tables() -> None:
@@ -21,7 +22,9 @@ def test_suites_are_data_and_name_their_tables() -> None:
 
 
 def test_real_rows_pass_and_leave_results_and_data_docs(prepared_sample: Path, tmp_path: Path) -> None:
-    summary = validate_dataset(prepared_sample, EXPECTATIONS_DIR, tmp_path / "validation", {"min_rows": 200})
+    summary = validate_dataset(
+        prepared_sample, EXPECTATIONS_DIR, ValidationFolder(tmp_path / "validation"), {"min_rows": 200}
+    )
     assert summary["success"] and summary["failed_expectations"] == []
     results = json.loads(Path(summary["results_path"]).read_text())
     assert set(results) == {"records", "movies", "genre_coverage"}, "nothing served: no drift suites"
@@ -36,10 +39,12 @@ def test_real_rows_pass_and_leave_results_and_data_docs(prepared_sample: Path, t
 def test_data_like_the_served_versions_passes_the_drift_suites_with_no_drift(
     prepared_sample: Path, tmp_path: Path
 ) -> None:
-    first = validate_dataset(prepared_sample, EXPECTATIONS_DIR, tmp_path / "first", {"min_rows": 200})
+    first = validate_dataset(prepared_sample, EXPECTATIONS_DIR, ValidationFolder(tmp_path / "first"), {"min_rows": 200})
     served = ServedProfile(7, json.loads(Path(first["profile_path"]).read_text()))
     parameters = {"min_rows": 200, **{name: PARAM_SCHEMAS[name]["default"] for name in TOLERANCE_PARAMS}}
-    summary = validate_dataset(prepared_sample, EXPECTATIONS_DIR, tmp_path / "again", parameters, served=served)
+    summary = validate_dataset(
+        prepared_sample, EXPECTATIONS_DIR, ValidationFolder(tmp_path / "again"), parameters, served=served
+    )
     assert set(summary["suites"]) == {"records", "movies", "genre_coverage", "drift", "drift_genres"}
     drift = summary["drift"]
     assert drift["checked"] and drift["passed"] and drift["served_version"] == 7
@@ -53,13 +58,15 @@ def test_data_like_the_served_versions_passes_the_drift_suites_with_no_drift(
         "changed_share": 0.0,
     }
     with pytest.raises(ConfigError, match="max_genre_share_change, max_length_distance"):
-        validate_dataset(prepared_sample, EXPECTATIONS_DIR, tmp_path / "bare", {"min_rows": 200}, served=served)
+        validate_dataset(
+            prepared_sample, EXPECTATIONS_DIR, ValidationFolder(tmp_path / "bare"), {"min_rows": 200}, served=served
+        )
 
 
 def test_failed_expectations_are_named_and_artifacts_kept(prepared_sample: Path, tmp_path: Path) -> None:
     out = tmp_path / "validation"
     with pytest.raises(DataGateError) as raised:
-        validate_dataset(prepared_sample, EXPECTATIONS_DIR, out, {"min_rows": 1_000_000})
+        validate_dataset(prepared_sample, EXPECTATIONS_DIR, ValidationFolder(out), {"min_rows": 1_000_000})
     message = str(raised.value)
     assert "expect_table_row_count_to_be_between(min_value=1000000)" in message
     assert "records:" in message and "movies:" in message
@@ -82,7 +89,7 @@ def test_unparseable_genres_fail_the_gate(prepared_sample: Path, tmp_path: Path)
     )
     pq.write_table(records, broken / "records.parquet")
     with pytest.raises(DataGateError, match="genres_parsed"):
-        validate_dataset(broken, EXPECTATIONS_DIR, tmp_path / "validation", {"min_rows": 200})
+        validate_dataset(broken, EXPECTATIONS_DIR, ValidationFolder(tmp_path / "validation"), {"min_rows": 200})
 
 
 def test_invalid_suite_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -107,7 +114,7 @@ def _prepare_rows(tmp_path: Path, genres_of: list[str]) -> Path:
 def test_genres_unparseable_everywhere_fail_the_gate_by_name(tmp_path: Path) -> None:
     prepared = _prepare_rows(tmp_path, ["[{'id': 35, 'name'", "Comedy|Drama"])
     with pytest.raises(DataGateError) as raised:
-        validate_dataset(prepared, EXPECTATIONS_DIR, tmp_path / "validation", {"min_rows": 100})
+        validate_dataset(prepared, EXPECTATIONS_DIR, ValidationFolder(tmp_path / "validation"), {"min_rows": 100})
     assert "genres_parsed" in str(raised.value)
     assert (tmp_path / "validation" / "data_docs" / "index.html").is_file(), "kept for diagnosis"
 
@@ -120,7 +127,9 @@ def test_a_header_only_file_fails_the_gate_without_crashing(tmp_path: Path) -> N
     raw = write_rows(tmp_path / "raw.csv", ["id", "overview", "genres"], [])
     prepare_dataset(raw, tmp_path / "prepared", DEFAULT_GENRES, 0.2, 0.1)
     with pytest.raises(DataGateError, match=r"expect_table_row_count_to_be_between\(min_value=10\)"):
-        validate_dataset(tmp_path / "prepared", EXPECTATIONS_DIR, tmp_path / "validation", {"min_rows": 10})
+        validate_dataset(
+            tmp_path / "prepared", EXPECTATIONS_DIR, ValidationFolder(tmp_path / "validation"), {"min_rows": 10}
+        )
 
 
 def test_a_few_unparseable_genres_are_dropped_and_tolerated(sample_csv: Path, tmp_path: Path) -> None:
@@ -143,9 +152,9 @@ def test_a_few_unparseable_genres_are_dropped_and_tolerated(sample_csv: Path, tm
     assert summary["dropped"]["unparseable_genres"] == 5
     dropped = pq.read_table(tmp_path / "prepared" / "records.parquet").column("drop_reason").to_pylist()
     assert dropped[10:15] == ["unparseable_genres"] * 5
-    assert validate_dataset(tmp_path / "prepared", EXPECTATIONS_DIR, tmp_path / "validation", {"min_rows": 200})[
-        "success"
-    ]
+    assert validate_dataset(
+        tmp_path / "prepared", EXPECTATIONS_DIR, ValidationFolder(tmp_path / "validation"), {"min_rows": 200}
+    )["success"]
 
 
 def test_text_columns_reach_the_gate_as_their_lengths(tmp_path: Path) -> None:
@@ -167,11 +176,11 @@ def test_a_drift_expectation_gx_cannot_evaluate_fails_as_gx_states_it(prepared_s
         {"type": "expect_column_values_to_be_between", "kwargs": {"column": "no_such_measure", "max_value": 1}}
     )
     (suites / "drift.json").write_text(json.dumps(drift_suite))
-    first = validate_dataset(prepared_sample, suites, tmp_path / "first", {"min_rows": 200})
+    first = validate_dataset(prepared_sample, suites, ValidationFolder(tmp_path / "first"), {"min_rows": 200})
     served = ServedProfile(7, json.loads(Path(first["profile_path"]).read_text()))
     parameters = {"min_rows": 200, **{name: PARAM_SCHEMAS[name]["default"] for name in TOLERANCE_PARAMS}}
     with pytest.raises(DataGateError) as raised:
-        validate_dataset(prepared_sample, suites, tmp_path / "again", parameters, served=served)
+        validate_dataset(prepared_sample, suites, ValidationFolder(tmp_path / "again"), parameters, served=served)
     assert raised.value.failed_expectations == [
         "drift: expect_column_values_to_be_between(column='no_such_measure', max_value=1.0)"
     ]
