@@ -131,6 +131,8 @@ def evaluate_model(
         )
     ]
     out.path.mkdir(parents=True, exist_ok=True)
+    # A decision on an earlier evaluation (a cleared, re-run evaluate) must not stand for this one.
+    out.gate.unlink(missing_ok=True)
     baselines.save(out.baselines, genres)
     write_json(out.metrics, metrics)
     with atomic_path(out.predictions) as tmp, tmp.open("wb") as handle:

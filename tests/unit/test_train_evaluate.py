@@ -69,7 +69,9 @@ def test_the_export_holds_its_signatures_without_kerass_layer_traces(trained: di
 
 
 def test_evaluate_writes_metrics(trained: dict, prepared_sample: Path, glove_module: str, cache, tmp_path) -> None:
+    (tmp_path / "gate.json").write_text('{"passed": false, "reason": "an earlier evaluation\'s"}')
     summary = evaluate_model(Path(trained["model_path"]), prepared_sample, RunFolder(tmp_path), glove_module, cache)
+    assert not (tmp_path / "gate.json").exists(), "a re-run evaluate voids the decision on the earlier one"
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert 0.5 < summary["auc_micro"] <= 1 and metrics["auc_micro"] == summary["auc_micro"]
     from tasks.data.prepare import read_split
