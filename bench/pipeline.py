@@ -59,6 +59,9 @@ def run_pipeline(run: steps.RunContext, isolate: bool = False) -> list[dict[str,
     manifest_stages = {name: summaries[step] for name, step in steps.MANIFEST_STAGES.items()}
     promoted = timed("promote", lambda: steps.promote(run, trained, decision, manifest_stages))
     timed("report", lambda: steps.report(run, trained, promoted, dag_id="bench"))
+    ran = list(dict.fromkeys(entry["stage"] for entry in timeline))
+    if ran != list(steps.STEPS):  # the order is declared once, in tasks.pipeline: the DAG's
+        raise RuntimeError(f"the direct runner ran {ran}, not the pipeline's steps {list(steps.STEPS)}")
     return timeline
 
 

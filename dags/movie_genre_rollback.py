@@ -23,6 +23,7 @@ from airflow.sdk import dag, get_current_context
 
 from orchestration.assets import SERVED_MODEL, announce_served_version
 from orchestration.wiring import DEFAULT_TASK_ARGS, step_task, trigger_form
+from tasks import pipeline as steps
 from tasks.config import ROLLBACK_PARAM_SCHEMAS, RollbackConfig, Settings
 
 
@@ -42,17 +43,13 @@ from tasks.config import ROLLBACK_PARAM_SCHEMAS, RollbackConfig, Settings
 def movie_genre_rollback() -> None:
     @step_task(outlets=[SERVED_MODEL])
     def rollback() -> dict[str, Any]:
-        from tasks.registry.rollback import rollback_model, run_actor
-
         context = get_current_context()
         settings = Settings.from_env()
-        config = RollbackConfig.from_params(context["params"], settings)
-        published = rollback_model(
-            settings.served_model_dir,
-            config.version,
-            actor=run_actor(context["run_id"], context["dag_run"].triggering_user_name),
-            reason=config.reason,
-            keep_versions=config.keep_versions,
+        published = steps.rollback(
+            settings,
+            RollbackConfig.from_params(context["params"], settings),
+            run_id=context["run_id"],
+            triggered_by=context["dag_run"].triggering_user_name,
         )
         announce_served_version(context, published)  # the asset event's extra: version served again, metrics
         return published

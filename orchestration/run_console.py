@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.pipeline import STEPS
+from tasks.pipeline import RETRAIN_TASKS
 
 DAG_ID = "movie_genre_retrain"
 POLL_SECONDS = 1.0
@@ -37,10 +37,8 @@ FINISHED = {"success", "failed", "skipped", "upstream_failed", "removed"}
 FAILURE_LINE = re.compile(
     r"\b(?P<task>[a-z_]+) failed: (?P<error>[A-Za-z_]\w*): (?P<reason>.*?)(?:\s+\[[\w.]+\][^\[]*)?$"
 )
-# Task order in the DAG, for the stage lines of a poll that saw several tasks finish: the pipeline's
-# steps, with the DAG's tasks that are no step of their own after the step they follow.
-TASKS_AFTER_STEP = {"fingerprint": ("retrain_needed",), "serving_check": ("approval",), "report": ("gate_alert",)}
-ORDER = tuple(task for step in STEPS for task in (step, *TASKS_AFTER_STEP.get(step, ())))
+# Task order in the DAG, for the stage lines of a poll that saw several tasks finish.
+ORDER = RETRAIN_TASKS
 NAME_WIDTH = 16
 
 Summary = Mapping[str, Any]

@@ -6,9 +6,10 @@ the step runs, so this module stays light enough for a DAG file), and returns th
 the step's duration (`seconds`). `dags/movie_genre_retrain.py` calls one step per task, and
 `bench/pipeline.py` calls the same steps in order in one process, so the two cannot drift apart.
 
-Order (`STEPS`): embedding_module, download, prepare, fingerprint (a run with nothing new ends here),
-embed, validate, candidates, train (once per candidate), select_model, evaluate, gate, serving_check,
-promote, report.
+The retrain DAG's tasks and their order are declared once, in `RETRAIN_TASKS`: the DAG's tests, `make
+run`'s console and the benchmark read it from here. `STEPS` are those that call a step of this module;
+the others are Airflow's own (the short-circuit, the approval, the gate's alert). The rollback DAG's one
+task is the step `rollback`, the batch predict DAG's `batch_predict`.
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tasks.config import EXPECTATIONS_DIR, RunConfig, Settings
+from tasks.config import EXPECTATIONS_DIR, RollbackConfig, RunConfig, Settings
 from tasks.run_folder import RunFolder
 
 Summary = dict[str, Any]
 Step = TypeVar("Step", bound=Callable[..., Any])
 
-STEPS = (
+# The retrain DAG's tasks in the order they run (embedding_module beside download; train once per
+# candidate; report and gate_alert whatever happened before them).
+RETRAIN_TASKS = (
     "embedding_module",
     "download",
     "prepare",
     "fingerprint",
+    "retrain_needed",  # a run with nothing new ends here
     "embed",
     "validate",
     "candidates",
@@ -39,9 +43,14 @@ STEPS = (
     "evaluate",
     "gate",
     "serving_check",
+    "approval",
     "promote",
     "report",
+    "gate_alert",
 )
+# The tasks that are Airflow's own, with no step here: the short-circuit, the approval operator, the alert.
+AIRFLOW_TASKS = frozenset({"retrain_needed", "approval", "gate_alert"})
+STEPS = tuple(task for task in RETRAIN_TASKS if task not in AIRFLOW_TASKS)
 # The summaries a promoted version's manifest records: {name in the manifest: step that wrote it}.
 MANIFEST_STAGES = {
     "embedding_module": "embedding_module",
@@ -291,6 +300,21 @@ def report(run: RunContext, selected: Summary | None, promoted: Summary | None, 
         dag_id=dag_id,
         run_id=run.run_id,
         version=promoted["version"] if promoted else None,
+    )
+
+
+@timed
+def rollback(settings: Settings, config: RollbackConfig, *, run_id: str, triggered_by: str | None) -> Summary:
+    """The rollback DAG's one step: serve `config.version` (None: the one served before the current) again,
+    recorded as run `run_id`, triggered by the person `triggered_by` (None when Airflow knows none)."""
+    from tasks.registry.rollback import rollback_model, run_actor
+
+    return rollback_model(
+        settings.served_model_dir,
+        config.version,
+        actor=run_actor(run_id, triggered_by),
+        reason=config.reason,
+        keep_versions=config.keep_versions,
     )
 
 

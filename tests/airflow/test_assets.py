@@ -69,6 +69,14 @@ def test_batch_predict_is_scheduled_on_the_asset_that_promote_and_rollback_updat
     assert bag[BATCH_PREDICT].max_active_runs == 1 and len(bag[BATCH_PREDICT].params) == 0
 
 
+def test_the_rollback_and_batch_predict_dags_each_run_their_step_from_the_one_pipeline(bag) -> None:
+    import inspect
+
+    for dag_id, task_id in (("movie_genre_rollback", "rollback"), (BATCH_PREDICT, "batch_predict")):
+        (task,) = bag[dag_id].tasks
+        assert task.task_id == task_id and f"steps.{task_id}(" in inspect.getsource(task.python_callable), dag_id
+
+
 def test_batch_predict_dag_file_parses_without_heavy_imports() -> None:
     probe = (
         "import sys, runpy; import airflow.sdk;"
