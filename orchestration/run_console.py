@@ -26,9 +26,24 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from tasks.pipeline import RETRAIN_TASKS
+from tasks.results import (
+    DownloadResult,
+    EmbeddingModuleResult,
+    EmbedResult,
+    EvaluateResult,
+    FingerprintResult,
+    GateDecision,
+    PrepareResult,
+    PromoteResult,
+    ReportResult,
+    SelectResult,
+    ServingCheckResult,
+    TrainResult,
+    ValidateResult,
+)
 
 DAG_ID = "movie_genre_retrain"
 POLL_SECONDS = 1.0
@@ -80,7 +95,7 @@ def drift_words(drift: Summary | None) -> str:
     return f"drift checked against version {drift.get('served_version')}: {verdict}"
 
 
-def data_gate_words(validated: Summary) -> str:
+def data_gate_words(validated: ValidateResult) -> str:
     evaluated = sum(suite.get("evaluated", 0) for suite in validated.get("suites", {}).values())
     failed = len(validated.get("failed_expectations", []))
     if validated.get("success"):
@@ -90,13 +105,13 @@ def data_gate_words(validated: Summary) -> str:
     return f"data gate {verdict}; {drift_words(validated.get('drift'))}"
 
 
-def baselines_words(evaluation: Summary) -> str:
+def baselines_words(evaluation: EvaluateResult) -> str:
     baselines = evaluation.get("baselines_auc_micro") or {}
     names = {"tfidf_logreg": "TF-IDF", "embedding_logreg": "embedding", "baseline_average": "average"}
     return ", ".join(f"{names.get(name, name)} {_auc(value)}" for name, value in baselines.items())
 
 
-def champion_words(decision: Summary) -> str:
+def champion_words(decision: GateDecision) -> str:
     champion = decision.get("champion")
     if not champion:
         return "champion: none served"
@@ -112,53 +127,98 @@ def stage_figure(stage: Stage, earlier: Mapping[str, Any]) -> str:
     if stage.state != "success":
         return stage.state.upper()
     s = stage.summary
-    task = stage.task_id
-    if task == "embedding_module":
-        return f"{Path(s['path']).name} (fingerprint {s['fingerprint'][:12]})"
-    if task == "download":
-        return f"{s['rows']} records, {_megabytes(s['csv_bytes'])}, sha256 {s['sha256'][:12]}"
-    if task == "prepare":
-        return (
-            f"{s['kept']} of {s['records']} movies kept "
-            f"(train {s['train_rows']}, validation {s['validation_rows']}, test {s['test_rows']})"
-        )
-    if task == "fingerprint":
-        if not s.get("retrain", True):  # the retrain_needed line right below gives the reason in full
-            return f"unchanged since version {s.get('unchanged_since')}"
-        return str(s["reason"])
-    if task == "retrain_needed":  # the short-circuit's XCom: true, or nothing when it skips the rest
+    if stage.task_id == "retrain_needed":  # the short-circuit's XCom: true, or nothing when it skips the rest
         fingerprinted = earlier.get("fingerprint") or {}
         if s or fingerprinted.get("retrain", True):
             return "retrain"
         return str(fingerprinted.get("reason"))
-    if task == "embed":
-        return f"{s['texts']} overviews, {s['from_cache']} from the cache, {s['computed']} embedded"
-    if task == "validate":
-        return data_gate_words(s)
-    if task == "candidates":
-        return f"{len(s)} candidate(s)"
-    if task == "train":
-        warm = " (warm start)" if s.get("warm_start_from") else ""
-        return f"validation AUC {_auc(s.get('validation_auc_micro'))}, {s.get('epochs_run')} epochs{warm}"
-    if task == "select_model":
-        return f"candidate {s['candidate']['index']}, validation AUC {_auc(s.get('validation_auc_micro'))}"
-    if task == "evaluate":
-        return f"test AUC micro {_auc(s['auc_micro'])}, macro {_auc(s['auc_macro'])} on {s['test_rows']} movies"
-    if task == "gate":
-        return ("passed: " if s["passed"] else "refused: ") + str(s["reason"])
-    if task == "serving_check":
-        return "passed: " + ", ".join(s.get("shapes", {})) if s.get("passed") else "FAILED"
-    if task == "promote":
-        return f"version {s['version']} published"
-    if task == "report":
-        return Path(s["path"]).name if s.get("path") else (s.get("note") or "no report")
-    if task == "gate_alert":
-        if not s.get("gate_failed"):
-            return "no gate failed, no alert"
-        return f"{s['gate_failed']} gate alert sent by {', '.join(s['sent_by']) or 'nobody (only logged)'}"
+    figure = FIGURES.get(stage.task_id)
+    if figure is not None:
+        return figure(s)
     if isinstance(s, Mapping) and s.get("reason"):
         return str(s["reason"])
     return ""
+
+
+# Each stage's figure from its result (`tasks.results`): typed, so a renamed key fails the type check.
+def _module_figure(s: EmbeddingModuleResult) -> str:
+    return f"{Path(s['path']).name} (fingerprint {s['fingerprint'][:12]})"
+
+
+def _download_figure(s: DownloadResult) -> str:
+    return f"{s['rows']} records, {_megabytes(s['csv_bytes'])}, sha256 {s['sha256'][:12]}"
+
+
+def _prepare_figure(s: PrepareResult) -> str:
+    return (
+        f"{s['kept']} of {s['records']} movies kept "
+        f"(train {s['train_rows']}, validation {s['validation_rows']}, test {s['test_rows']})"
+    )
+
+
+def _fingerprint_figure(s: FingerprintResult) -> str:
+    if not s["retrain"]:  # the retrain_needed line right below gives the reason in full
+        return f"unchanged since version {s['unchanged_since']}"
+    return s["reason"]
+
+
+def _embed_figure(s: EmbedResult) -> str:
+    return f"{s['texts']} overviews, {s['from_cache']} from the cache, {s['computed']} embedded"
+
+
+def _train_figure(s: TrainResult) -> str:
+    warm = " (warm start)" if s["warm_start_from"] else ""
+    return f"validation AUC {_auc(s['validation_auc_micro'])}, {s['epochs_run']} epochs{warm}"
+
+
+def _select_figure(s: SelectResult) -> str:
+    return f"candidate {s['candidate']['index']}, validation AUC {_auc(s['validation_auc_micro'])}"
+
+
+def _evaluate_figure(s: EvaluateResult) -> str:
+    return f"test AUC micro {_auc(s['auc_micro'])}, macro {_auc(s['auc_macro'])} on {s['test_rows']} movies"
+
+
+def _gate_figure(s: GateDecision) -> str:
+    return ("passed: " if s["passed"] else "refused: ") + s["reason"]
+
+
+def _serving_check_figure(s: ServingCheckResult) -> str:
+    return "passed: " + ", ".join(s["shapes"]) if s["passed"] else "FAILED"
+
+
+def _promote_figure(s: PromoteResult) -> str:
+    return f"version {s['version']} published"
+
+
+def _report_figure(s: ReportResult) -> str:
+    path = s["path"]
+    return Path(path).name if path else (s.get("note") or "no report")
+
+
+def _gate_alert_figure(s: Mapping[str, Any]) -> str:  # orchestration.alerts.alert_failed_gate's
+    if not s.get("gate_failed"):
+        return "no gate failed, no alert"
+    return f"{s['gate_failed']} gate alert sent by {', '.join(s['sent_by']) or 'nobody (only logged)'}"
+
+
+FIGURES: dict[str, Callable[[Any], str]] = {
+    "embedding_module": _module_figure,
+    "download": _download_figure,
+    "prepare": _prepare_figure,
+    "fingerprint": _fingerprint_figure,
+    "embed": _embed_figure,
+    "validate": lambda s: data_gate_words(s),
+    "candidates": lambda s: f"{len(s)} candidate(s)",
+    "train": _train_figure,
+    "select_model": _select_figure,
+    "evaluate": _evaluate_figure,
+    "gate": _gate_figure,
+    "serving_check": _serving_check_figure,
+    "promote": _promote_figure,
+    "report": _report_figure,
+    "gate_alert": _gate_alert_figure,
+}
 
 
 def grouped_line(label: str, stages: Iterable[Stage]) -> str:
@@ -171,12 +231,25 @@ def stage_line(stage: Stage, earlier: Mapping[str, Any]) -> str:
     return f"{stage.name:<{NAME_WIDTH}} {seconds:>8}  {stage_figure(stage, earlier)}".rstrip()
 
 
-def summary_lines(summaries: Mapping[str, Any], *, log_path: Path, failure: str | None = None) -> list[str]:
+class RunSummaries(TypedDict, total=False):
+    """The summaries of the run's stages that finished, by task."""
+
+    download: DownloadResult
+    prepare: PrepareResult
+    fingerprint: FingerprintResult
+    validate: ValidateResult
+    evaluate: EvaluateResult
+    gate: GateDecision
+    promote: PromoteResult
+    report: ReportResult
+
+
+def summary_lines(summaries: RunSummaries, *, log_path: Path, failure: str | None = None) -> list[str]:
     """The run in a few lines: data, model, decision, version, report and log, from the stages' summaries
     (those that finished)."""
     lines = ["", "Summary"]
     downloaded, prepared = summaries.get("download"), summaries.get("prepare")
-    validated, fingerprinted = summaries.get("validate"), summaries.get("fingerprint") or {}
+    validated, fingerprinted = summaries.get("validate"), summaries.get("fingerprint")
     evaluation, decision = summaries.get("evaluate"), summaries.get("gate")
     promoted, reported = summaries.get("promote"), summaries.get("report")
     if prepared:
@@ -194,17 +267,17 @@ def summary_lines(summaries: Mapping[str, Any], *, log_path: Path, failure: str 
         if decision:
             model += f"; {champion_words(decision)}"
         lines.append(f"  Model     {model}")
-    unchanged = bool(fingerprinted) and not fingerprinted.get("retrain", True)
-    if unchanged:
-        decision_line = f"  Decision  nothing retrained: unchanged since version {fingerprinted['unchanged_since']}"
-        gate_again = fingerprinted.get("gate_again")
+    skipped = fingerprinted if fingerprinted and not fingerprinted["retrain"] else None
+    if skipped:
+        decision_line = f"  Decision  nothing retrained: unchanged since version {skipped['unchanged_since']}"
+        gate_again = skipped.get("gate_again")
         lines.append(f"{decision_line}; {gate_again}" if gate_again else decision_line)
     elif decision:
         lines.append(f"  Decision  {'promote' if decision['passed'] else 'refuse'}: {decision['reason']}")
     if promoted:
         lines.append(f"  Version   {promoted['version']} promoted to {promoted['path']}")
-    elif unchanged:
-        lines.append(f"  Version   {fingerprinted['unchanged_since']} stays served")
+    elif skipped:
+        lines.append(f"  Version   {skipped['unchanged_since']} stays served")
     else:
         lines.append("  Version   nothing promoted")
     if reported and reported.get("path"):
@@ -379,7 +452,7 @@ def follow_run(
             where = ", ".join(failed) or "airflow dags test"
             reason = last_exception(log_lines) or f"the run ended {state or 'before it started'}; see {log_path}"
             failure = f"{where} failed: {reason}"
-    for line in summary_lines(summaries, log_path=log_path, failure=failure):
+    for line in summary_lines(cast(RunSummaries, summaries), log_path=log_path, failure=failure):
         out(line)
     return 0 if failure is None else 1
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from tasks.config import PARAM_SCHEMAS, Settings
 from tasks.errors import PermanentError
+from tasks.results import RollbackResult
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +103,7 @@ def _models_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _rollback_outcome(result: dict[str, Any]) -> str:
+def _rollback_outcome(result: RollbackResult) -> str:
     retired = ", ".join(str(v) for v in result["retired"]) or "none"
     return (
         f"version {result['rollback_of']} is now served as version {result['version']} "

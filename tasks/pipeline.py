@@ -19,13 +19,29 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from tasks.config import EXPECTATIONS_DIR, RollbackConfig, RunConfig, Settings
+from tasks.results import (
+    DownloadResult,
+    EmbeddingModuleResult,
+    EmbedResult,
+    EvaluateResult,
+    FingerprintResult,
+    GateDecision,
+    PrepareResult,
+    PromoteResult,
+    ReportResult,
+    RollbackResult,
+    SelectResult,
+    ServingCheckResult,
+    TrainResult,
+    ValidateResult,
+)
 from tasks.run_folder import RunFolder
 
-Summary = dict[str, Any]
-Step = TypeVar("Step", bound=Callable[..., Any])
+StepParams = ParamSpec("StepParams")
+Result = TypeVar("Result", bound=Mapping[str, Any])
 
 # The retrain DAG's tasks in the order they run (embedding_module beside download; train once per
 # candidate; report and gate_alert whatever happened before them).
@@ -82,26 +98,27 @@ class RunContext:
     def folder(self) -> RunFolder:
         return self.settings.run_folder(self.run_id)
 
-    def embedding_cache(self, embedding: Summary) -> Any:
+    def embedding_cache(self, embedding: EmbeddingModuleResult) -> Any:
         from tasks.embedding.cache import EmbeddingCache
 
         return EmbeddingCache(self.settings.embedding_cache_dir, embedding["fingerprint"])
 
 
-def timed(step: Step) -> Step:
+def timed(step: Callable[StepParams, Result]) -> Callable[StepParams, Result]:
     """Add the step's wall-clock duration to its summary as `seconds` (the one place it is measured)."""
 
     @functools.wraps(step)
-    def run(*args: Any, **kwargs: Any) -> Summary:
+    def run(*args: StepParams.args, **kwargs: StepParams.kwargs) -> Result:
         started = time.monotonic()
         summary = step(*args, **kwargs)
-        return {**summary, "seconds": round(time.monotonic() - started, 2)}
+        # Every result type declares `seconds`; a dict display of it is the same type again.
+        return cast(Result, {**summary, "seconds": round(time.monotonic() - started, 2)})
 
-    return run  # type: ignore[return-value]
+    return run
 
 
 @timed
-def embedding_module(run: RunContext) -> Summary:
+def embedding_module(run: RunContext) -> EmbeddingModuleResult:
     from tasks.embedding.modules import ensure_default_module, module_fingerprint
 
     handle = run.config.embedding_module
@@ -111,7 +128,7 @@ def embedding_module(run: RunContext) -> Summary:
 
 
 @timed
-def download(run: RunContext) -> Summary:
+def download(run: RunContext) -> DownloadResult:
     from tasks.data.download import DownloadPolicy, download_dataset, parse_allowed_hosts
 
     policy = DownloadPolicy(
@@ -123,7 +140,7 @@ def download(run: RunContext) -> Summary:
 
 
 @timed
-def prepare(run: RunContext, downloaded: Summary) -> Summary:
+def prepare(run: RunContext, downloaded: DownloadResult) -> PrepareResult:
     from tasks.data.prepare import prepare_dataset
 
     config = run.config
@@ -133,7 +150,7 @@ def prepare(run: RunContext, downloaded: Summary) -> Summary:
 
 
 @timed
-def fingerprint(run: RunContext, prepared: Summary, embedding: Summary) -> Summary:
+def fingerprint(run: RunContext, prepared: PrepareResult, embedding: EmbeddingModuleResult) -> FingerprintResult:
     """The run's training fingerprint, and whether to retrain: `retrain` is false when the served version
     was trained on exactly this (same data, module, params and code) and the run is not forced."""
     from tasks.registry.fingerprint import gate_again_words, gate_changes, training_fingerprint, unchanged_since
@@ -150,11 +167,18 @@ def fingerprint(run: RunContext, prepared: Summary, embedding: Summary) -> Summa
         gate_again = gate_again_words(same_as, gate_changes(served_dir, same_as, run.config))
         reason = f"unchanged since version {same_as}: nothing to retrain; {gate_again}"
     retrain = same_as is None or run.config.force
-    return {**summary, "unchanged_since": same_as, "retrain": retrain, "reason": reason, "gate_again": gate_again}
+    return {
+        "fingerprint": summary["fingerprint"],
+        "components": summary["components"],
+        "unchanged_since": same_as,
+        "retrain": retrain,
+        "reason": reason,
+        "gate_again": gate_again,
+    }
 
 
 @timed
-def validate(run: RunContext, prepared: Summary, embedding: Summary) -> Summary:
+def validate(run: RunContext, prepared: PrepareResult, embedding: EmbeddingModuleResult) -> ValidateResult:
     """The data gate, with drift checks against the served version's training data. `embedding` is the
     embedding_module summary (as embed and train take it): embed ran first, so its cache holds every
     overview's vector."""
@@ -198,13 +222,13 @@ def validate(run: RunContext, prepared: Summary, embedding: Summary) -> Summary:
 
 
 @timed
-def embed(run: RunContext, prepared: Summary, embedding: Summary) -> Summary:
+def embed(run: RunContext, prepared: PrepareResult, embedding: EmbeddingModuleResult) -> EmbedResult:
     from tasks.embedding.embed import embed_dataset
 
     return embed_dataset(Path(prepared["path"]), embedding["path"], run.embedding_cache(embedding))
 
 
-def candidates(run: RunContext, embedding: Summary) -> list[Summary]:
+def candidates(run: RunContext, embedding: EmbeddingModuleResult) -> list[dict[str, Any]]:
     """The candidates to train: a list, one mapped `train` task each (so no summary of its own)."""
     from tasks.model.candidates import plan_candidates
 
@@ -212,7 +236,9 @@ def candidates(run: RunContext, embedding: Summary) -> list[Summary]:
 
 
 @timed
-def train(run: RunContext, candidate: Summary, prepared: Summary, embedding: Summary) -> Summary:
+def train(
+    run: RunContext, candidate: dict[str, Any], prepared: PrepareResult, embedding: EmbeddingModuleResult
+) -> TrainResult:
     from tasks.model.train import train_candidate
 
     cache = run.embedding_cache(embedding)
@@ -222,14 +248,16 @@ def train(run: RunContext, candidate: Summary, prepared: Summary, embedding: Sum
 
 
 @timed
-def select_model(run: RunContext, trained: Sequence[Summary]) -> Summary:
+def select_model(run: RunContext, trained: Sequence[TrainResult]) -> SelectResult:
     from tasks.model.candidates import best_candidate
 
     return best_candidate(list(trained))
 
 
 @timed
-def evaluate(run: RunContext, trained: Summary, prepared: Summary, embedding: Summary) -> Summary:
+def evaluate(
+    run: RunContext, trained: TrainResult, prepared: PrepareResult, embedding: EmbeddingModuleResult
+) -> EvaluateResult:
     """The challenger, the baselines and the served model (for the gate) on the test split."""
     from tasks.model.evaluate import evaluate_model
 
@@ -244,7 +272,7 @@ def evaluate(run: RunContext, trained: Summary, prepared: Summary, embedding: Su
 
 
 @timed
-def gate(run: RunContext, evaluation: Summary) -> Summary:
+def gate(run: RunContext, evaluation: EvaluateResult) -> GateDecision:
     from tasks.model.gate import check_model_gate
 
     return check_model_gate(
@@ -258,14 +286,16 @@ def gate(run: RunContext, evaluation: Summary) -> Summary:
 
 
 @timed
-def serving_check(run: RunContext, trained: Summary) -> Summary:
+def serving_check(run: RunContext, trained: TrainResult) -> ServingCheckResult:
     from tasks.model.serving_check import check_serving
 
     return check_serving(Path(trained["model_path"]))
 
 
 @timed
-def promote(run: RunContext, trained: Summary, decision: Summary, stages: Mapping[str, Summary | None]) -> Summary:
+def promote(
+    run: RunContext, trained: TrainResult, decision: GateDecision, stages: Mapping[str, Mapping[str, Any] | None]
+) -> PromoteResult:
     """Publish the model, with the profile of its training data for the next runs' drift checks and its
     baselines' weights for the next runs' fits; `stages` are the summaries of MANIFEST_STAGES, for its
     manifest."""
@@ -289,7 +319,9 @@ def promote(run: RunContext, trained: Summary, decision: Summary, stages: Mappin
 
 
 @timed
-def report(run: RunContext, selected: Summary | None, promoted: Summary | None, *, dag_id: str) -> Summary:
+def report(
+    run: RunContext, selected: TrainResult | None, promoted: PromoteResult | None, *, dag_id: str
+) -> ReportResult:
     """report.html for whatever the run reached: `selected` and `promoted` are None when it did not."""
     from tasks.model.report import write_report
 
@@ -304,7 +336,7 @@ def report(run: RunContext, selected: Summary | None, promoted: Summary | None, 
 
 
 @timed
-def rollback(settings: Settings, config: RollbackConfig, *, run_id: str, triggered_by: str | None) -> Summary:
+def rollback(settings: Settings, config: RollbackConfig, *, run_id: str, triggered_by: str | None) -> RollbackResult:
     """The rollback DAG's one step: serve `config.version` (None: the one served before the current) again,
     recorded as run `run_id`, triggered by the person `triggered_by` (None when Airflow knows none)."""
     from tasks.registry.rollback import rollback_model, run_actor
@@ -319,7 +351,7 @@ def rollback(settings: Settings, config: RollbackConfig, *, run_id: str, trigger
 
 
 @timed
-def batch_predict(settings: Settings, announced_version: int | None = None) -> Summary:
+def batch_predict(settings: Settings, announced_version: int | None = None) -> dict[str, Any]:
     """The batch predict DAG's one step: tag the movies at GENRE_SCORING_URL with the served version's
     genres, into `predictions/<version>/` (`announced_version`: the version the asset event named).
     Downloads are capped by max_download_bytes' default (the site's, from GENRE_PARAM_DEFAULTS, if set)."""

@@ -40,6 +40,7 @@ from urllib3.util.connection import create_connection
 
 from tasks.artifacts import atomic_path
 from tasks.errors import ConfigError, DownloadError
+from tasks.results import DownloadResult
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def _allowed_host(entry: str) -> AllowedHost:
     return AllowedHost(name=host.rstrip("."), network=None, port=port)
 
 
-def download_dataset(url: str, out_dir: Path, policy: DownloadPolicy) -> dict[str, Any]:
+def download_dataset(url: str, out_dir: Path, policy: DownloadPolicy) -> DownloadResult:
     """Copy the dataset at `url` to `out_dir/movies_metadata.csv`; return its sizes, sha256 and rows."""
     target = out_dir / RAW_FILE_NAME
     received = hashlib.sha256()
@@ -137,7 +138,7 @@ def download_dataset(url: str, out_dir: Path, policy: DownloadPolicy) -> dict[st
         if csv_bytes == 0:
             raise DownloadError(f"{_redacted(url)} returned an empty body")
     rows = count_csv_records(target)
-    summary = {
+    summary: DownloadResult = {
         "url": _redacted(url),
         "path": str(target),
         "size_bytes": received_bytes,

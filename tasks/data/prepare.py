@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from tasks.artifacts import atomic_dir, write_json
 from tasks.data.genres import GenreParseError, parse_genres
 from tasks.errors import ConfigError, DataError
+from tasks.results import PrepareResult
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +108,12 @@ def assign_split(movie_id: int, test_fraction: float, validation_fraction: float
 
 def prepare_dataset(
     raw_csv: Path, out_dir: Path, genres: Sequence[str], test_fraction: float, validation_fraction: float
-) -> dict[str, Any]:
+) -> PrepareResult:
     """Parse `raw_csv` into `out_dir` (replaced as a whole); return the counts."""
     with atomic_dir(out_dir) as tmp:
         totals = _write_tables(raw_csv, tmp, genres, (test_fraction, validation_fraction))
         pq.write_table(_coverage_table(totals, genres), tmp / COVERAGE_FILE)
-        summary = {
-            **_summary(totals, genres, test_fraction, validation_fraction),
-            "split_fingerprint": _split_fingerprint(tmp / MOVIES_FILE),
-        }
+        summary = _summary(totals, genres, test_fraction, validation_fraction, _split_fingerprint(tmp / MOVIES_FILE))
         write_json(tmp / SUMMARY_FILE, summary)
     log.info("prepared %s", summary)
     return {**summary, "path": str(out_dir)}
@@ -315,20 +313,39 @@ def _coverage_table(totals: _Totals, genres: Sequence[str]) -> pa.Table:
     return pa.table(rows)
 
 
+class PreparedSummary(TypedDict):
+    """`summary.json`: the prepared data's counts (the stage's result, less the folder's path)."""
+
+    records: int
+    kept: int
+    dropped: dict[str, int]
+    train_rows: int
+    validation_rows: int
+    test_rows: int
+    test_fraction: float
+    validation_fraction: float
+    genres: list[str]
+    positives: dict[str, int]
+    split_fingerprint: str
+
+
 def _summary(
-    totals: _Totals, genres: Sequence[str], test_fraction: float, validation_fraction: float
-) -> dict[str, Any]:
+    totals: _Totals, genres: Sequence[str], test_fraction: float, validation_fraction: float, split_fingerprint: str
+) -> PreparedSummary:
     return {
         "records": totals.records,
         "kept": totals.split_rows.total(),
         "dropped": dict(sorted(totals.dropped.items())),
-        **{f"{split}_rows": totals.split_rows[split] for split in SPLITS},
+        "train_rows": totals.split_rows["train"],
+        "validation_rows": totals.split_rows["validation"],
+        "test_rows": totals.split_rows["test"],
         "test_fraction": test_fraction,
         "validation_fraction": validation_fraction,
         "genres": list(genres),
         "positives": {
             genre: sum(totals.positives[index, split] for split in SPLITS) for index, genre in enumerate(genres)
         },
+        "split_fingerprint": split_fingerprint,
     }
 
 

@@ -48,6 +48,7 @@ from tasks.data.drift import (
 from tasks.data.prepare import MOVIES_FILE
 from tasks.data.profile import EmbeddingSource, build_profile
 from tasks.errors import ConfigError, DataGateError
+from tasks.results import ValidateResult
 from tasks.run_folder import ValidationFolder
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def validate_dataset(
     force: bool = False,
     run_name: str | None = None,
     dataset_name: str | None = None,
-) -> dict[str, Any]:
+) -> ValidateResult:
     """Run every suite in `expectations_dir` on its table; results go to the folder `out`. `embeddings` gives
     the vectors of this run's overviews (for the profile's embedding summary); `served` is the served
     version and its data profile, the reference of the drift suites; `force` skips those. In GX and its
@@ -104,7 +105,7 @@ def validate_dataset(
         write_json(written.drift, drift_outcome)
         _keep_data_docs(tmp, written.data_docs)
     failed = _failures(suites, outcomes, drift_outcome)
-    summary = {
+    summary: ValidateResult = {
         "success": not failed,
         "suites": {name: {"success": o.success, "evaluated": len(o.results)} for name, o in outcomes.items()},
         "failed_expectations": failed,

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from tasks.data.prepare import MOVIES_FILE
 from tasks.embedding.cache import EmbeddingCache, fill_cache
+from tasks.results import EmbedResult
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,13 @@ class ModuleEmbedder:
         return vectors
 
 
-def embed_dataset(prepared_dir: Path, module_handle: str, cache: EmbeddingCache) -> dict[str, Any]:
+def embed_dataset(prepared_dir: Path, module_handle: str, cache: EmbeddingCache) -> EmbedResult:
     """Make sure every overview in `prepared_dir` has a cached vector; return what was computed."""
     texts = pq.read_table(prepared_dir / MOVIES_FILE, columns=["overview"]).column("overview").to_pylist()
     stats = fill_cache(texts, ModuleEmbedder(module_handle), cache)
-    return {**stats, "module_fingerprint": cache.module_fingerprint}
+    return {
+        "texts": stats["texts"],
+        "from_cache": stats["from_cache"],
+        "computed": stats["computed"],
+        "module_fingerprint": cache.module_fingerprint,
+    }

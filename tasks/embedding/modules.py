@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from filelock import FileLock
 
@@ -39,6 +39,7 @@ from tasks.embedding.catalogue import (
     USE_MODULE,
     content_fingerprint,
 )
+from tasks.results import EmbeddingModuleResult
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,11 @@ def build_module(name: str, out_dir: Path) -> Path:
     return _builders()[name][2](out_dir)
 
 
-def ensure_default_module(modules_dir: Path) -> dict[str, Any]:
+def ensure_default_module(modules_dir: Path) -> EmbeddingModuleResult:
     return ensure_module(USE_MODULE, modules_dir)
 
 
-def ensure_module(name: str, modules_dir: Path) -> dict[str, Any]:
+def ensure_module(name: str, modules_dir: Path) -> EmbeddingModuleResult:
     """The cached module `name`, built first if needed (one builder at a time); its path and info."""
     package, revision, build = _builders()[name]
     target = modules_dir / f"{name}-{version(package)}-r{revision}"
@@ -74,7 +75,8 @@ def ensure_module(name: str, modules_dir: Path) -> dict[str, Any]:
     with FileLock(str(target) + ".lock"):
         if not (target / INFO_FILE).is_file():
             build(target)
-    return {"path": str(target), **read_json(target / INFO_FILE)}
+    # The module's info file (its fingerprint, source and shape), read back: JSON, so cast.
+    return cast(EmbeddingModuleResult, {"path": str(target), **read_json(target / INFO_FILE)})
 
 
 def build_glove_module(out_dir: Path, vocabulary_size: int = GLOVE_VOCABULARY_SIZE) -> Path:

@@ -16,13 +16,14 @@ model it started from.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tasks.config import RunConfig
 from tasks.model.bundle import read_training_record
 from tasks.registry.versions import ModelRegistry
+from tasks.results import SelectResult, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def warm_start_source(config: RunConfig, served_dir: Path, embedding_fingerprint
     return {**record, "version": version, "path": str(path)}
 
 
-def best_candidate(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def best_candidate(summaries: Sequence[TrainResult]) -> SelectResult:
     """The candidate with the best validation micro-AUC (the test split stays unseen until evaluation),
     with every candidate's ranking and training time: selecting takes milliseconds, so this summary
     carries what training cost (`training_seconds`: each train step's own `seconds`, and their sum, the

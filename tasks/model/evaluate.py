@@ -46,6 +46,7 @@ from tasks.model.bundle import (
 )
 from tasks.model.metrics import compute_metrics
 from tasks.registry.versions import ModelRegistry
+from tasks.results import EvaluateResult
 from tasks.run_folder import BASELINES_FILE, RunFolder
 
 if TYPE_CHECKING:  # scikit-learn is imported when evaluate runs, not with this module
@@ -74,7 +75,7 @@ def evaluate_model(
     embedding_module: str,
     cache: EmbeddingCache,
     served_dir: Path | None = None,
-) -> dict[str, Any]:
+) -> EvaluateResult:
     """Score `model_dir`, the baselines and the model served from `served_dir` (the champion, for the
     gate) on the test split; write the run's metrics, predictions and baselines' weights into `out`. The
     baselines' fit starts from the served version's weights, as the next run's will start from these once

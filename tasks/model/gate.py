@@ -23,13 +23,14 @@ from typing import Any
 from tasks.artifacts import read_json, write_json
 from tasks.errors import ChampionError, ModelGateError
 from tasks.registry.versions import ModelRegistry
+from tasks.results import GateDecision
 
 log = logging.getLogger(__name__)
 
 
 def check_model_gate(
     metrics_path: Path, decision_path: Path, served_dir: Path, *, metric: str, threshold: float, max_drop: float
-) -> dict[str, Any]:
+) -> GateDecision:
     """Decide on the challenger whose metrics (and its champion's) are in `metrics_path`, and write the
     decision to `decision_path`; raise `ModelGateError` if it fails."""
     metrics = read_json(metrics_path)
@@ -38,7 +39,8 @@ def check_model_gate(
     if stale is None:
         decision = decide(metric, value, threshold, champion_to_beat(scored, metric), max_drop)
     else:  # the same record as any decision, failed for that reason alone
-        decision = {**decide(metric, value, threshold, None, max_drop), "passed": False, "reason": stale}
+        decision = decide(metric, value, threshold, None, max_drop)
+        decision["passed"], decision["reason"] = False, stale
     write_json(decision_path, decision)
     log.info("model gate: %s", decision["reason"])
     if not decision["passed"]:
@@ -72,17 +74,25 @@ def champion_to_beat(scored: dict[str, Any] | None, metric: str) -> dict[str, An
 
 def decide(
     metric: str, value: float | None, threshold: float, champion: dict[str, Any] | None, max_drop: float
-) -> dict[str, Any]:
+) -> GateDecision:
     """The gate's verdict and its reason, in words a person acts on."""
-    decision: dict[str, Any] = {
+    passed, reason = _verdict(metric, value, threshold, champion, max_drop)
+    return {
         "metric": metric,
         "challenger": value,
         "threshold": threshold,
         "max_auc_drop": max_drop,
         "champion": champion,
+        "passed": passed,
+        "reason": reason,
     }
+
+
+def _verdict(
+    metric: str, value: float | None, threshold: float, champion: dict[str, Any] | None, max_drop: float
+) -> tuple[bool, str]:
     if value is None:
-        return {**decision, "passed": False, "reason": f"{metric} could not be computed on the test split"}
+        return False, f"{metric} could not be computed on the test split"
     failures = []
     if value < threshold:
         failures.append(f"{metric} {value:.4f} < auc_threshold {threshold:.4f}")
@@ -99,5 +109,5 @@ def decide(
                 f"{champion['value']:.4f}) by more than max_auc_drop {max_drop:.4f}"
             )
     if failures:
-        return {**decision, "passed": False, "reason": "; ".join(failures) + f" ({comparison})"}
-    return {**decision, "passed": True, "reason": f"{metric} {value:.4f} >= {threshold:.4f}; {comparison}"}
+        return False, "; ".join(failures) + f" ({comparison})"
+    return True, f"{metric} {value:.4f} >= {threshold:.4f}; {comparison}"

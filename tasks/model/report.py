@@ -37,6 +37,7 @@ from tasks.artifacts import atomic_path, read_json
 from tasks.model.gate_outcome import FailedExpectation, failed_expectations
 from tasks.model.report_figures import curves_figure, drift_figure, history_figure, png_base64
 from tasks.registry.versions import ModelRegistry
+from tasks.results import ReportResult
 from tasks.run_folder import RunFolder
 
 TEMPLATE = "report.html"
@@ -86,7 +87,7 @@ class ModelPage:
 
 def write_report(
     folder: RunFolder, model_dir: Path | None, served_dir: Path, *, dag_id: str, run_id: str, version: int | None
-) -> dict[str, Any]:
+) -> ReportResult:
     """Build the run's report.html; `version` is the version this run promoted, None if it promoted none."""
     validation = _read_if_present(folder.validation.results)
     metrics = _read_if_present(folder.metrics)

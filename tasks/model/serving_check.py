@@ -11,10 +11,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from tasks.errors import ServingCheckError
 from tasks.model.bundle import SERVING_SIGNATURE, SIGNATURE_OUTPUT, read_labels
+from tasks.results import ServingCheckResult
 
 SAMPLES = {
     "empty": [""],
@@ -25,7 +25,7 @@ SAMPLES = {
 CHECK_TIMEOUT_SECONDS = 600
 
 
-def check_serving(model_dir: Path) -> dict[str, Any]:
+def check_serving(model_dir: Path) -> ServingCheckResult:
     """Run the check in a fresh Python process; raise `ServingCheckError` naming what failed."""
     result = subprocess.run(
         [sys.executable, "-m", "tasks", "serving-check", str(model_dir)],
@@ -36,11 +36,11 @@ def check_serving(model_dir: Path) -> dict[str, Any]:
     if result.returncode != 0:
         detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise ServingCheckError(f"serving check failed for {model_dir}: {detail}")
-    checked: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    checked: ServingCheckResult = json.loads(result.stdout.strip().splitlines()[-1])  # check_in_this_process's
     return checked
 
 
-def check_in_this_process(model_dir: Path) -> dict[str, Any]:
+def check_in_this_process(model_dir: Path) -> ServingCheckResult:
     """Call `serving_default` on every sample; return the shapes seen, or raise on the first problem."""
     import numpy as np
 
@@ -48,7 +48,7 @@ def check_in_this_process(model_dir: Path) -> dict[str, Any]:
 
     genres = read_labels(model_dir)
     serve = tf.saved_model.load(str(model_dir)).signatures[SERVING_SIGNATURE]
-    shapes = {}
+    shapes: dict[str, list[int]] = {}
     for name, texts in SAMPLES.items():
         outputs = serve(tf.constant(texts))
         if SIGNATURE_OUTPUT not in outputs:

@@ -52,6 +52,7 @@ from tasks.model.bundle import (
 )
 from tasks.model.features import adapt_vectorizer, head_vectorizer, tfidf_matrix, wide_inputs
 from tasks.model.metrics import tune_thresholds
+from tasks.results import TrainResult
 from tasks.tensorflow_runtime import hub, tf, tf_keras
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class FittedHead(NamedTuple):
     fit_seconds: float
 
 
-def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: EmbeddingCache) -> dict[str, Any]:
+def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: EmbeddingCache) -> TrainResult:
     """Train on the train split of `prepared_dir`, stop early on its validation split; export to `out_dir`."""
     started = time.monotonic()
     train_texts, train_labels, genres = read_split(prepared_dir, "train")
@@ -117,7 +118,7 @@ def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: E
         fitted.head.save(head_path(tmp))
         write_json(training_record_path(tmp), record)
     auc_history = fitted.history["val_auc_micro"]
-    summary = {
+    summary: TrainResult = {
         "model_path": str(out_dir),
         "train_rows": len(train_texts),
         "validation_rows": len(valid_texts),
@@ -129,12 +130,11 @@ def train_model(prepared_dir: Path, out_dir: Path, config: TrainConfig, cache: E
         "warm_starts": fitted.warm_starts,
         "embeddings": fitted.embedding_stats,
         "genres": genres,
-        "history": fitted.history,
         "fit_seconds": round(fitted.fit_seconds, 1),
         "seconds": round(time.monotonic() - started, 1),
     }
-    write_json(out_dir.parent / "training.json", summary)
-    return {key: value for key, value in summary.items() if key != "history"}
+    write_json(out_dir.parent / "training.json", {**summary, "history": fitted.history})  # the epochs too
+    return summary
 
 
 def fit_head(
@@ -197,7 +197,7 @@ def train_candidate(
     candidate: Mapping[str, Any],
     embedding_module: str,
     cache: EmbeddingCache,
-) -> dict[str, Any]:
+) -> TrainResult:
     """Train one candidate: the run's training params with the candidate's overrides."""
     base: dict[str, Any] = {
         "embedding_module": embedding_module,
@@ -209,7 +209,8 @@ def train_candidate(
     }
     config = TrainConfig(**(base | {key: value for key, value in candidate.items() if key != "index"}))
     summary = train_model(prepared_dir, candidates_dir / str(candidate["index"]) / "model", config, cache)
-    return {**summary, "candidate": dict(candidate)}
+    summary["candidate"] = dict(candidate)
+    return summary
 
 
 def training_features(head: tf_keras.Model, texts: list[str], vectors: np.ndarray) -> dict[str, Any]:

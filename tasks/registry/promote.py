@@ -17,6 +17,7 @@ from typing import Any
 from tasks.config import PROJECT_ROOT
 from tasks.registry.fingerprint import MANIFEST_KEY
 from tasks.registry.versions import ModelRegistry
+from tasks.results import PromoteResult
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def promote_model(
     keep_versions: int,
     extras: Mapping[str, Path] = {},
     once_per_actor: bool = False,
-) -> dict[str, Any]:
+) -> PromoteResult:
     """Publish `model_dir` as the next version under `served_dir`; `manifest` and `extras` ({name: file},
     such as the training data's profile) are written beside it. With `once_per_actor` (a DAG run's
     promote), a version the actor published already is returned and nothing is published again: a try

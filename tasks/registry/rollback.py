@@ -18,13 +18,14 @@ from typing import Any
 
 from tasks.errors import ConfigError
 from tasks.registry.versions import ModelRegistry
+from tasks.results import RollbackResult
 
 log = logging.getLogger(__name__)
 
 
 def rollback_model(
     served_dir: Path, to_version: int | None, *, actor: str, reason: str, keep_versions: int
-) -> dict[str, Any]:
+) -> RollbackResult:
     """Serve `to_version` (None: the previous version) again as the newest version."""
     registry = ModelRegistry(served_dir)
     if not registry.versions():  # before locking, which would create the folder and its lock file
