@@ -345,9 +345,8 @@ class RunConfig:
         description="TF Hub text-embedding module: a handle or a local SavedModel folder. "
         "Empty: the project's own module, built locally once.",
     )
-    # The deep-only candidate learns at 0.006: at 50,000 rows it stopped after 24 epochs instead of 36 at
-    # 0.003, validation micro-AUC 0.8441 vs 0.8444 (0.8428 after 25 at 0.01); on the shared sample after 14
-    # instead of 19, 0.8917 vs 0.8911. The wide candidate, which won both, keeps the run's 0.003.
+    # The deep-only candidate learns at 0.006: it converges in fewer epochs at about the same AUC. The wide
+    # candidate, which wins, keeps the run's 0.003. Why: bench/FINDINGS.md, "Training defaults".
     candidates: tuple[dict[str, Any], ...] = param(
         default=[{"wide": True}, {"wide": False, "learning_rate": 0.006}],
         type="array",
@@ -375,11 +374,9 @@ class RunConfig:
         section=TRAINING,
         description="Most training epochs; early stopping on the validation split usually ends sooner.",
     )
-    # batch_size 512 and learning_rate 0.003 (with early-stopping patience 3, tasks/model/train.py) were
-    # measured against 64 / 0.001 / 8, with both candidates (wide, deep) at that rate: cold, 50,000 rows,
-    # 2 cores, 39 s instead of 264 s (sparse TF-IDF input in both), test micro-AUC 0.8692 vs 0.8703 at 50k
-    # and 0.8903 vs 0.8910 on the shared sample. Larger batches need the larger rate to converge in as few
-    # epochs.
+    # batch_size 512 and learning_rate 0.003 (with early-stopping patience 3, tasks/model/train.py): much
+    # faster than 64 / 0.001 / 8 at about the same test AUC; larger batches need the larger rate to converge
+    # in as few epochs. Why 512 / 0.003: bench/FINDINGS.md, "Training defaults".
     batch_size: int = param(
         default=512,
         type="integer",

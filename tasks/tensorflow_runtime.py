@@ -35,7 +35,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # 1: TensorFlow's native INFO lines (CPU features, thread pools) stay out; its warnings and errors show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 # oneDNN on: the USE module multiplies in bfloat16 (AVX-512 BF16), which only oneDNN's kernels run fast
-# (without it the module runs at about half the speed of its float32 build), and training is faster with it.
+# (without it the module runs slower than its float32 build), and training is faster with it (bench/FINDINGS.md,
+# "Training speed").
 # oneDNN keeps primitives and memory per input shape, which once grew the embed stage with every batch; the
 # module now pads its shapes to a few bucket sizes (tasks/embedding/use_module.py), so memory stays flat.
 # With it, the first int64 Transpose a process runs (a ragged `tf.concat` along axis 1 makes one of its row

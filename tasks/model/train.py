@@ -62,8 +62,8 @@ WIDE_INPUT = "tfidf"  # the trainer's sparse input: the head's vectorizer output
 PREDICT_BATCH_SIZE = 1024
 WARM_START_PATIENCE = 2  # a fine-tuned head starts near its best: stop soon after it stops improving
 # Steps per call into Keras's compiled functions (training, validation, prediction): the same steps on the
-# same batches, with Keras's per-call work paid once per 16. The deep candidate's epoch at 50,000 rows took
-# 0.26-0.32 s instead of 0.32-0.37 s on a 2-core AMD EPYC (no gain on a 2-core Xeon with AMX).
+# same batches, with Keras's per-call work paid once per 16: shorter epochs on an AMD EPYC, no gain on a Xeon
+# with AMX (bench/FINDINGS.md, "Training speed").
 STEPS_PER_EXECUTION = 16
 
 
@@ -78,9 +78,9 @@ class TrainConfig:
     wide: bool = True
     dropout: float = 0.5
     vocabulary_size: int = 20_000
-    # Measured with batch 512 and learning rate 0.003 (see config's batch_size): the wide candidate's best
-    # epoch comes 1-3 epochs before the next best on the sample and at 50k rows; patience 8 only added
-    # epochs to the deep candidate, which never wins, for no better test AUC.
+    # With batch 512 and learning rate 0.003 (see config's batch_size) the wide candidate's best epoch comes
+    # soon before the next best; a longer patience only added epochs to the deep candidate, which never wins,
+    # for no better test AUC. Why 3: bench/FINDINGS.md, "Training defaults".
     patience: int = 3
     warm_start_from: str = ""  # a served model folder whose head to fine-tune (see `candidates`)
     warm_starts_before: int = 0  # warm starts in a row that led to that model
@@ -360,7 +360,7 @@ def export_serving_model(
         serving.labels = tf.saved_model.Asset(str(labels_path))
         serving.thresholds = tf.saved_model.Asset(str(thresholds_path))
         # Without Keras's traces of every layer's call functions, which only Keras's loader reads: the export
-        # takes 0.8-0.9 s instead of 1.5-2.2 s (at 50,000 movies); the signatures and their probabilities are
-        # the same (TensorFlow Serving and tf.saved_model.load read only those).
+        # is faster (bench/FINDINGS.md, "Training speed"); the signatures and their probabilities are the
+        # same (TensorFlow Serving and tf.saved_model.load read only those).
         with keras_option_scope(save_traces=False):
             tf.saved_model.save(serving, str(out_dir), signatures={SERVING_SIGNATURE: serve})
