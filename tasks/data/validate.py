@@ -252,8 +252,9 @@ def _drift_summary(drift_outcome: Mapping[str, Any]) -> dict[str, Any]:
 
 def quiet_great_expectations() -> None:
     """Keep GX's own INFO chatter out of the stage's log; its warnings and errors still show. Set before
-    GX is imported: its import alone logged 215 "Skipping registering function …" lines (GX 1.24), and a
-    run about 30 more about its config files, burying the data gate's result (line 248 of 249)."""
+    GX is imported: its import alone logs hundreds of "Skipping registering function …" lines, and a run
+    more about its config files, burying the data gate's result (counted: bench/FINDINGS.md, "Great
+    Expectations' log")."""
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
