@@ -459,7 +459,7 @@ def test_a_rollback_during_promote_waits_for_the_registry_lock(rig: Rig) -> None
     added = registry.history()[before:]
     assert sorted((e["event"], e["by"]) for e in added) == [
         ("promote", f"dag_run:{retrain}"),
-        ("rollback", f"dag_run:{rollback}"),
+        ("rollback", f"dag_run:{rollback} (triggered by {cluster.username})"),  # the REST API's user
     ], added
     assert [e["version"] for e in added] == sorted(e["version"] for e in added), f"history out of order: {added}"
     rig.figures["rollback_during_promote"] = {"order": [e["event"] for e in added]}
