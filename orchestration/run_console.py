@@ -199,7 +199,7 @@ def _report_figure(s: ReportResult) -> str:
 def _gate_alert_figure(s: Mapping[str, Any]) -> str:  # orchestration.alerts.alert_failed_gate's
     if not s.get("gate_failed"):
         return "no gate failed, no alert"
-    return f"{s['gate_failed']} gate alert sent by {', '.join(s['sent_by']) or 'nobody (only logged)'}"
+    return f"{s['gate_failed']} alert sent by {', '.join(s['sent_by']) or 'nobody (only logged)'}"
 
 
 FIGURES: dict[str, Callable[[Any], str]] = {

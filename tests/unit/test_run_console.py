@@ -259,6 +259,8 @@ def test_a_failed_run_ends_with_its_reason() -> None:
     )
     assert summary[-1] == expected
     assert "  Version   nothing promoted" in summary
+    alerted = line("gate_alert", {"gate_failed": "model gate", "sent_by": []})
+    assert alerted.endswith("  model gate alert sent by nobody (only logged)"), alerted
 
 
 def test_a_run_refused_before_it_starts_ends_with_airflow_s_reason() -> None:
