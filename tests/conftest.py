@@ -1,6 +1,18 @@
 """Shared fixtures; helpers live in plain modules (sample_data, servers). Airflow reads its configuration
 at import time, so the test session's own AIRFLOW_HOME (a fresh SQLite metadata DB) is set here, before
-any test module imports Airflow."""
+any test module imports Airflow.
+
+Every test gets the marker of its tier, from its folder: `unit`, `airflow` (the DAGs through real Airflow,
+in-process), `deployment` (real Airflow processes, a browser, make targets), and the fault suite also
+`faults`; `slow` (set in the modules) marks what trains a model or runs Airflow. With pytest-xdist (`make
+test` runs `pytest -n 2`) the scheduler is `ModuleGroupScheduling`: a module is one unit of work, run on
+one worker (its module-scoped fixtures are built once), except the modules that share the session's
+LocalExecutor cluster (tests/deployment/conftest.py), which are one unit, so that one worker runs them all
+on one cluster; and the units are handed out longest first (`DURATION_RANK`), so that the fault suite,
+mostly waiting for heartbeats to time out, runs beside the CPU-bound ones instead of after them
+(docs/testing.md, Where CI's time goes). (xdist's own `--dist loadgroup` does not group under pytest 9: the
+group suffix it writes into a node id is not read back.)
+"""
 
 from __future__ import annotations
 
@@ -13,6 +25,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,6 +82,21 @@ def glove_module(tmp_path_factory: pytest.TempPathFactory) -> str:
     return ensure_module(GLOVE_MODULE, tmp_path_factory.mktemp("modules"))["path"]
 
 
+@pytest.fixture(scope="session")
+def glove_export(prepared_sample: Path, glove_module: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real exported serving model, small and quick: one epoch of a narrow head on the GloVe module.
+    Tests that break it work on a copy; publishing it (promote_model) copies it."""
+    from tasks.embedding.cache import EmbeddingCache
+    from tasks.model.train import TrainConfig, train_model
+
+    config = TrainConfig(
+        embedding_module=glove_module, epochs=1, batch_size=64, hidden_units=8, learning_rate=0.01, seed=0
+    )
+    out = tmp_path_factory.mktemp("run") / "model"
+    train_model(prepared_sample, out, config, EmbeddingCache(tmp_path_factory.mktemp("cache"), "glove"))
+    return out
+
+
 @pytest.fixture(scope="module")
 def dag(airflow_db: Path):
     """The retrain DAG, parsed from dags/ as the dag-processor does."""
@@ -108,3 +136,92 @@ def airflow_db() -> Iterator[Path]:
         env=os.environ.copy(),
     )
     yield _AIRFLOW_HOME
+
+
+TESTS = PROJECT_ROOT / "tests"
+TIERS = ("unit", "airflow", "deployment")
+FAULT_SUITE = "deployment/test_faults.py"
+# The modules that run on the session's shared LocalExecutor cluster (tests/deployment/conftest.py).
+SHARED_CLUSTER_MODULES = (
+    "deployment/test_approval.py",
+    "deployment/test_browser_trigger.py",
+    "deployment/test_genre_models_page.py",
+    "deployment/test_task_logs.py",
+)
+SHARED_CLUSTER_GROUP = "shared-local-cluster"
+# Longest first (minutes in CI, docs/testing.md); a module not named here comes after these, in
+# collection order.
+DURATION_RANK = (
+    FAULT_SUITE,
+    SHARED_CLUSTER_GROUP,
+    "airflow/test_soak.py",
+    "airflow/test_dag_run.py",
+    "airflow/test_make_run.py",
+    "deployment/test_celery_deployment.py",
+    "airflow/test_alerts.py",
+    "deployment/test_make_ui.py",
+    "deployment/test_asset_schedule.py",
+    "airflow/test_unchanged_week.py",
+    "airflow/test_drift_run.py",
+    "airflow/test_reliability.py",
+)
+
+
+def _module(item: pytest.Item) -> str:
+    return item.path.relative_to(TESTS).as_posix()
+
+
+def _group_of_nodeid(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0].removeprefix("tests/")
+    return _group(module)
+
+
+def _group(module: str) -> str:
+    return SHARED_CLUSTER_GROUP if module in SHARED_CLUSTER_MODULES else module
+
+
+def _rank(item: pytest.Item) -> int:
+    group = _group(_module(item))
+    return DURATION_RANK.index(group) if group in DURATION_RANK else len(DURATION_RANK)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = _module(item)
+        tier = module.split("/")[0]
+        if tier in TIERS:
+            item.add_marker(tier)
+        if module == FAULT_SUITE:
+            item.add_marker("faults")
+    items.sort(key=_rank)  # stable: a module's tests keep their order, and a module stays in one piece
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`-n 2`: units of work are modules (the shared cluster's modules one unit), in collection order."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group_of_nodeid(nodeid)
+
+    config.option.loadscopereorder = False  # keep the order of `pytest_collection_modifyitems`: longest first
+    return ModuleGroupScheduling(config, log)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Each phase's report on the item (`item.stash[PHASE_REPORTS]`): a fixture's teardown can tell
+    whether its test failed."""
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report
+
+
+PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+def failed(request: pytest.FixtureRequest) -> bool:
+    """Whether the requesting test failed so far (setup or call)."""
+    reports = request.node.stash.get(PHASE_REPORTS, {})
+    return any(report.failed for report in reports.values())

@@ -1,9 +1,10 @@
 """Acceptance: a model waits for a person's approval before promotion, answered in the Airflow 3 UI.
 
-A real deployment (tests/deployment/airflow_cluster.py, LocalExecutor on the local PostgreSQL: api-server,
-scheduler, dag-processor) runs the retrain DAG with `require_approval` true; the site defaults keep the
-run short (GENRE_PARAM_DEFAULTS, as an operator sets them). The approvers' notice goes by e-mail through
-the real SMTP alert channel to an inbox on loopback, and carries the link to the run's required action.
+A real deployment (the session's shared cluster, tests/deployment/conftest.py: LocalExecutor on the local
+PostgreSQL: api-server, scheduler, dag-processor; models and artifacts in the test's folder) runs the
+retrain DAG with `require_approval` true; the site defaults keep the run short (GENRE_PARAM_DEFAULTS, as
+an operator sets them). The approvers' notice goes by e-mail through the real SMTP alert channel to an
+inbox on loopback, and carries the link to the run's required action.
 Headless Chromium opens that link as an approver would, reads the request and presses Approve: the run
 promotes version 1. A second run of the same file (`force`, or the fingerprint would skip it) is
 rejected in the UI: the run succeeds, promote is skipped, the model folder and history.jsonl are
@@ -24,17 +25,15 @@ import requests
 from playwright.sync_api import Browser, expect
 
 from tasks.config import Settings
-from tests.deployment.airflow_cluster import AirflowCluster, airflow_cluster, pipeline_env, wait_until
+from tests.deployment.airflow_cluster import AirflowCluster, wait_until
 from tests.deployment.browser import chromium, log_in, save_screenshot
+from tests.deployment.conftest import APPROVERS, RETRAIN, SharedCluster
 from tests.sample_data import snapshot
-from tests.servers import SmtpInbox, smtp_connection
+from tests.servers import SmtpInbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
-RETRAIN = "movie_genre_retrain"
-SITE_DEFAULTS = {"min_rows": 200, "epochs": 5, "auc_threshold": 0.5, "candidates": [{"wide": True}]}
 RUN_TIMEOUT = 900  # seconds: a quick run to the approval, or from it to the end, on a busy machine
-APPROVERS = "ml-approvers@example.org"
 
 
 def wait_for_approval_request(cluster: AirflowCluster, run_id: str) -> dict[str, Any]:
@@ -101,54 +100,47 @@ def states(cluster: AirflowCluster, run_id: str) -> dict[str, str]:
     return {ti["task_id"]: ti["state"] for ti in cluster.task_instances(RETRAIN, run_id)}
 
 
-def test_approve_promotes_and_reject_keeps_the_served_model(tmp_path: Path, dataset: Path, glove_module: str) -> None:
+def test_approve_promotes_and_reject_keeps_the_served_model(tmp_path: Path, on_shared_cluster: SharedCluster) -> None:
     served = tmp_path / "models" / "movie_genre"
     runs = Settings.from_env({"GENRE_ARTIFACTS_DIR": str(tmp_path / "artifacts")})
-    with SmtpInbox() as inbox:
-        env = {
-            **pipeline_env(tmp_path, dataset),
-            "GENRE_PARAM_DEFAULTS": json.dumps(SITE_DEFAULTS | {"embedding_module": glove_module}),
-            "AIRFLOW_CONN_SMTP_DEFAULT": smtp_connection(inbox.port),
-            "GENRE_ALERT_EMAILS": APPROVERS,
-        }
-        with airflow_cluster("LocalExecutor", workers=0, env=env) as cluster, chromium() as browser:
-            cluster.wait_for_dag(RETRAIN)
-            cluster.unpause(RETRAIN)
+    cluster, inbox = on_shared_cluster.cluster, on_shared_cluster.inbox
+    with chromium() as browser:
+        cluster.unpause(RETRAIN)
 
-            first = cluster.trigger(RETRAIN, {"require_approval": True})
-            request = wait_for_approval_request(cluster, first)
-            assert request["options"] == ["Approve", "Reject"] and request["defaults"] == ["Reject"]
-            assert request["subject"].startswith(f"Promote the model of run {first}?")
-            assert "**Model gate:** passed" in request["body"] and "| baseline | auc_micro |" in request["body"]
-            assert "Not checked:" in request["body"], "nothing served yet: drift not checked, and it says why"
-            assert not served.exists() or not any(p.name.isdigit() for p in served.iterdir()), "nothing promoted yet"
-            notice = notice_for(inbox, first)
-            link = re.search(r"Answer: (\S+/required_actions\S*)", notice)
-            assert link, notice
-            answer_in_the_ui(browser, cluster, link.group(1).replace("&amp;", "&"), "Approve", tmp_path / "approve")
-            assert cluster.wait_for_run(RETRAIN, first, RUN_TIMEOUT)["state"] == "success", cluster.logs()
-            assert states(cluster, first)["promote"] == "success"
-            approved = approval_xcom(cluster, first)
-            assert (approved["decision"], approved["promote"], approved["by"]) == ("approved", True, "admin")
-            history = (served / "history.jsonl").read_text().splitlines()
-            assert [(e["event"], e["version"]) for e in map(json.loads, history)] == [("promote", 1)]
-            before = snapshot(served)
+        first = cluster.trigger(RETRAIN, {"require_approval": True})
+        request = wait_for_approval_request(cluster, first)
+        assert request["options"] == ["Approve", "Reject"] and request["defaults"] == ["Reject"]
+        assert request["subject"].startswith(f"Promote the model of run {first}?")
+        assert "**Model gate:** passed" in request["body"] and "| baseline | auc_micro |" in request["body"]
+        assert "Not checked:" in request["body"], "nothing served yet: drift not checked, and it says why"
+        assert not served.exists() or not any(p.name.isdigit() for p in served.iterdir()), "nothing promoted yet"
+        notice = notice_for(inbox, first)
+        link = re.search(r"Answer: (\S+/required_actions\S*)", notice)
+        assert link, notice
+        answer_in_the_ui(browser, cluster, link.group(1).replace("&amp;", "&"), "Approve", tmp_path / "approve")
+        assert cluster.wait_for_run(RETRAIN, first, RUN_TIMEOUT)["state"] == "success", cluster.logs()
+        assert states(cluster, first)["promote"] == "success"
+        approved = approval_xcom(cluster, first)
+        assert (approved["decision"], approved["promote"], approved["by"]) == ("approved", True, "admin")
+        history = (served / "history.jsonl").read_text().splitlines()
+        assert [(e["event"], e["version"]) for e in map(json.loads, history)] == [("promote", 1)]
+        before = snapshot(served)
 
-            second = cluster.trigger(RETRAIN, {"require_approval": True, "force": True})
-            request = wait_for_approval_request(cluster, second)
-            assert "| champion (version 1) |" in request["body"], "the served model is the champion now"
-            assert "Against version 1's training data" in request["body"] or "Not checked: " in request["body"]
-            link = re.search(r"Answer: (\S+/required_actions\S*)", notice_for(inbox, second))
-            assert link
-            answer_in_the_ui(browser, cluster, link.group(1).replace("&amp;", "&"), "Reject", tmp_path / "reject")
-            assert cluster.wait_for_run(RETRAIN, second, RUN_TIMEOUT)["state"] == "success", cluster.logs()
-            finished = states(cluster, second)
-            assert (finished["approval"], finished["promote"]) == ("success", "skipped"), finished
-            assert finished["report"] == "success", "the report is still written"
-            rejected = approval_xcom(cluster, second)
-            assert (rejected["decision"], rejected["promote"], rejected["by"]) == ("rejected", False, "admin")
-            assert rejected["reason"] == "rejected by admin: promotion skipped, the served model is unchanged"
-            assert json.loads((runs.run_dir(second) / "approval.json").read_text()) == rejected
+        second = cluster.trigger(RETRAIN, {"require_approval": True, "force": True})
+        request = wait_for_approval_request(cluster, second)
+        assert "| champion (version 1) |" in request["body"], "the served model is the champion now"
+        assert "Against version 1's training data" in request["body"] or "Not checked: " in request["body"]
+        link = re.search(r"Answer: (\S+/required_actions\S*)", notice_for(inbox, second))
+        assert link
+        answer_in_the_ui(browser, cluster, link.group(1).replace("&amp;", "&"), "Reject", tmp_path / "reject")
+        assert cluster.wait_for_run(RETRAIN, second, RUN_TIMEOUT)["state"] == "success", cluster.logs()
+        finished = states(cluster, second)
+        assert (finished["approval"], finished["promote"]) == ("success", "skipped"), finished
+        assert finished["report"] == "success", "the report is still written"
+        rejected = approval_xcom(cluster, second)
+        assert (rejected["decision"], rejected["promote"], rejected["by"]) == ("rejected", False, "admin")
+        assert rejected["reason"] == "rejected by admin: promotion skipped, the served model is unchanged"
+        assert json.loads((runs.run_dir(second) / "approval.json").read_text()) == rejected
 
     assert snapshot(served) == before, "a rejection leaves the versions and history.jsonl byte-identical"
     assert all(APPROVERS in ", ".join(map(str, m.get_all("To", []))) for m in inbox.messages)

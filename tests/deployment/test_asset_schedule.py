@@ -25,28 +25,18 @@ RUN_TIMEOUT = 300
 
 
 @pytest.fixture
-def served(tmp_path: Path, dataset: Path, glove_module: str) -> Path:
-    """Versions 1 and 2 of a small real model (one epoch of a narrow head on the GloVe module, trained on
-    the test's movies), published as a retrain publishes them, its manifest naming the module."""
-    from tasks.config import DEFAULT_GENRES
-    from tasks.data.prepare import prepare_dataset
-    from tasks.embedding.cache import EmbeddingCache
+def served(tmp_path: Path, glove_export: Path, glove_module: str) -> Path:
+    """Versions 1 and 2 of a small real model (the session's `glove_export`: one epoch of a narrow head on
+    the GloVe module, trained on the same 800 movies), published as a retrain publishes them, its manifest
+    naming the module."""
     from tasks.embedding.modules import module_fingerprint
-    from tasks.model.train import TrainConfig, train_model
     from tasks.registry.promote import promote_model
 
-    prepared = tmp_path / "scratch" / "prepared"
-    prepare_dataset(dataset, prepared, DEFAULT_GENRES, 0.2, 0.1)
-    config = TrainConfig(
-        embedding_module=glove_module, epochs=1, batch_size=64, hidden_units=8, learning_rate=0.01, seed=0
-    )
-    model = tmp_path / "scratch" / "model"
-    train_model(prepared, model, config, EmbeddingCache(tmp_path / "scratch" / "cache", "glove"))
     folder = tmp_path / "models" / "movie_genre"
     module = {"path": glove_module, "fingerprint": module_fingerprint(glove_module)}
     for week, auc in (("week 1", 0.81), ("week 2", 0.78)):
         manifest = {"dag_run_id": week, "embedding_module": module, "metrics": {"auc_micro": auc}}
-        promote_model(model, folder, manifest, actor="test", reason=week, keep_versions=5)
+        promote_model(glove_export, folder, manifest, actor="test", reason=week, keep_versions=5)
     return folder
 
 

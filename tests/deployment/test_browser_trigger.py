@@ -3,11 +3,12 @@
 Headless Chromium (Debian's `chromium`, driven by Playwright) logs in to an API server on loopback, opens
 the retrain DAG's trigger form, reads the params' descriptions and sections, leaves every field as it is
 and presses Trigger; the run must succeed and promote. After a second promotion, the rollback form,
-also left untouched, serves the version that was served before. The deployment is tests/airflow_cluster.py
-with the LocalExecutor on the local PostgreSQL: the same API server, scheduler and DAG processor as
-production, without Celery workers, which tests/test_celery_deployment.py covers. The test keeps the run
-short the way an operator sets site defaults: through the environment (MOVIES_DATASET_URL and
-GENRE_PARAM_DEFAULTS), never by filling a field.
+also left untouched, serves the version that was served before. The deployment is the session's shared
+cluster (tests/deployment/conftest.py; models and artifacts in the test's folder) with the LocalExecutor on
+the local PostgreSQL: the same API server, scheduler and DAG processor as production, without Celery
+workers, which tests/deployment/test_celery_deployment.py covers. The run is kept short the way an
+operator sets site defaults: through the environment (MOVIES_DATASET_URL and GENRE_PARAM_DEFAULTS), never
+by filling a field.
 
 Screenshots go to the test's tmp folder and to artifacts/test-screenshots/ (tests/deployment/browser.py).
 """
@@ -23,15 +24,12 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tasks.config import PARAM_SCHEMAS
-from tests.deployment.airflow_cluster import AirflowCluster, airflow_cluster, pipeline_env
+from tests.deployment.airflow_cluster import AirflowCluster
 from tests.deployment.browser import UI_TIMEOUT_MS, chromium, log_in, save_screenshot
+from tests.deployment.conftest import RETRAIN, ROLLBACK, SITE_DEFAULTS, SharedCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-RETRAIN = "movie_genre_retrain"
-ROLLBACK = "movie_genre_rollback"
-# What an operator of a small test deployment sets in GENRE_PARAM_DEFAULTS: 800 movies, a quick model.
-SITE_DEFAULTS = {"min_rows": 200, "epochs": 5, "auc_threshold": 0.5, "candidates": [{"wide": True}]}
 RUN_TIMEOUT_MS = 900_000
 
 
@@ -73,21 +71,15 @@ def history(tmp_path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
-def test_untouched_forms_retrain_and_roll_back(tmp_path: Path, dataset: Path, glove_module: str) -> None:
-    env = {
-        **pipeline_env(tmp_path, dataset),
-        "GENRE_PARAM_DEFAULTS": json.dumps(SITE_DEFAULTS | {"embedding_module": glove_module}),
-    }
-    with airflow_cluster("LocalExecutor", workers=0, env=env) as cluster, chromium() as browser:
-        cluster.wait_for_dag(RETRAIN)
-        cluster.wait_for_dag(ROLLBACK)
+def test_untouched_forms_retrain_and_roll_back(tmp_path: Path, on_shared_cluster: SharedCluster) -> None:
+    cluster, dataset = on_shared_cluster.cluster, on_shared_cluster.dataset
+    with chromium() as browser:
+        runs_before = on_shared_cluster.run_ids(RETRAIN)
         refused = cluster.api(
             "POST", f"/dags/{RETRAIN}/dagRuns", json={"logical_date": None, "conf": {"auc_threshold": 1.5}}
         )
         assert refused.status_code == 400 and "auc_threshold" in refused.text, refused.text
-        assert cluster.api("GET", f"/dags/{RETRAIN}/dagRuns").json()["total_entries"] == 0, (
-            "a refused conf starts no run"
-        )
+        assert on_shared_cluster.run_ids(RETRAIN) == runs_before, "a refused conf starts no run"
 
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(UI_TIMEOUT_MS)

@@ -1,10 +1,13 @@
 """Acceptance: the "Genre models" page (orchestration/genre_models) on a real api-server, in a real browser.
 
 The plugin comes from the package's `airflow.plugins` entry point: nothing is copied into a plugins
-folder. Before the cluster starts, two small real versions are promoted (a GloVe model trained for one
-epoch; each from a run folder with real GX Data Docs and the report.html the pipeline writes). Then:
+folder. The api-server is the session's shared cluster's (tests/deployment/conftest.py), its model and
+artifact folders the test's own. Two small real versions are promoted there (the session's GloVe model
+trained for one epoch, `glove_export`; each from a run folder with real GX Data Docs and the report.html
+the pipeline writes). Then:
 
-- `movie_genre_rollback` is unpaused on this fresh install without anyone unpausing it;
+- `movie_genre_rollback` was unpaused on the cluster's fresh install without anyone unpausing it, and
+  still is;
 - anonymous requests to every route get 401/403, a bad token 403; the admin's token gets the JSON; every
   answer carries nosniff and a CSP that lets only the UI frame it;
 - every same-site link of a served report.html and of the Data Docs index answers 200;
@@ -42,19 +45,17 @@ import pytest
 import requests
 from playwright.sync_api import BrowserContext, FrameLocator, Page, Route, expect
 
-from tasks.config import DEFAULT_GENRES, Settings
-from tests.deployment.airflow_cluster import AirflowCluster, airflow_cluster, pipeline_env
+from tasks.config import Settings
+from tests.deployment.airflow_cluster import AirflowCluster, pipeline_env
 from tests.deployment.browser import UI_TIMEOUT_MS, chromium, log_in, save_screenshot
+from tests.deployment.conftest import RETRAIN, ROLLBACK, VIEWER, SharedCluster
 from tests.unit.test_genre_models import RUN_IDS, page_links, publish_sample_versions
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-ROLLBACK = "movie_genre_rollback"
-RETRAIN = "movie_genre_retrain"
 PAGE = "/genre-models"
 RUN_TIMEOUT_S = 300
 HTTP_TIMEOUT_S = 30
-VIEWER = "viewer"
 # bootstrap-table's footer: the Data Docs index drew its table.
 DATA_DOCS_TABLE = re.compile(r"Showing 1 to \d+ of \d+ rows")
 # What Chromium logs when a page breaks its CSP, or when the iframe's sandbox blocks a popup or a
@@ -67,21 +68,10 @@ BLOCKED = re.compile(
 
 
 @pytest.fixture
-def published(tmp_path: Path, dataset: Path, glove_module: str) -> Settings:
+def published(on_shared_cluster: SharedCluster, tmp_path: Path, glove_export: Path, prepared_sample: Path) -> Settings:
     """Two promoted versions in the test's model folder, their runs' artifacts beside."""
-    from tasks.data.prepare import prepare_dataset
-    from tasks.embedding.cache import EmbeddingCache
-    from tasks.model.train import TrainConfig, train_model
-
-    settings = Settings.from_env(pipeline_env(tmp_path, dataset))
-    prepared = tmp_path / "prepared"
-    prepare_dataset(dataset, prepared, DEFAULT_GENRES, 0.2, 0.1)
-    config = TrainConfig(
-        embedding_module=glove_module, epochs=1, batch_size=64, hidden_units=8, learning_rate=0.01, seed=0
-    )
-    model = tmp_path / "model"
-    train_model(prepared, model, config, EmbeddingCache(tmp_path / "cache", "glove"))
-    publish_sample_versions(settings, model, prepared)
+    settings = Settings.from_env(pipeline_env(tmp_path, on_shared_cluster.dataset))
+    publish_sample_versions(settings, glove_export, prepared_sample)
     return settings
 
 
@@ -216,14 +206,11 @@ def only_loopback(context: BrowserContext) -> list[str]:
     return blocked
 
 
-def test_genre_models_page(tmp_path: Path, dataset: Path, published: Settings) -> None:
-    env = {
-        **pipeline_env(tmp_path, dataset),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{VIEWER}:viewer",
-    }
-    with airflow_cluster("LocalExecutor", workers=0, env=env) as cluster, chromium() as browser:
-        cluster.wait_for_dag(ROLLBACK)
-        assert cluster.api("GET", f"/dags/{ROLLBACK}").json()["is_paused"] is False, "nobody unpaused it"
+def test_genre_models_page(tmp_path: Path, on_shared_cluster: SharedCluster, published: Settings) -> None:
+    cluster = on_shared_cluster.cluster
+    with chromium() as browser:
+        assert on_shared_cluster.fresh_install[ROLLBACK] is False, "nobody unpaused it"
+        assert cluster.api("GET", f"/dags/{ROLLBACK}").json()["is_paused"] is False, "nor paused it since"
         token = cluster.token()
         run = RUN_IDS[1]
         report_page = f"{PAGE}/runs/{run}/report.html"
@@ -308,7 +295,7 @@ def test_genre_models_page(tmp_path: Path, dataset: Path, published: Settings) -
         expect(page).to_have_url(re.compile(rf"/plugin/genre-models{PAGE}/$"))
 
         # "Serve this version again", then its run's link.
-        before = {r["dag_run_id"] for r in cluster.api("GET", f"/dags/{ROLLBACK}/dagRuns").json()["dag_runs"]}
+        before = on_shared_cluster.run_ids(ROLLBACK)
         row(frame, 1).get_by_role("button", name="Serve this version again").click()
         run_link = row(frame, 1).get_by_role("link", name=re.compile("Rollback run"))
         expect(run_link).to_be_visible()
@@ -316,7 +303,7 @@ def test_genre_models_page(tmp_path: Path, dataset: Path, published: Settings) -
         save_screenshot(page, tmp_path, "genre-models-rollback-triggered")
         (rollback,) = [
             r
-            for r in cluster.api("GET", f"/dags/{ROLLBACK}/dagRuns").json()["dag_runs"]
+            for r in cluster.api("GET", f"/dags/{ROLLBACK}/dagRuns", params={"limit": 100}).json()["dag_runs"]
             if r["dag_run_id"] not in before
         ]
         assert rollback["conf"] == {"version": 1}
@@ -360,7 +347,7 @@ def test_genre_models_page(tmp_path: Path, dataset: Path, published: Settings) -
         row(frame, 2).get_by_role("button", name="Serve this version again").click()
         expect(row(frame, 2).locator(".status.error")).to_contain_text("Airflow refused (403)")
         save_screenshot(page, tmp_path, "genre-models-viewer-refused")
-        assert len(cluster.api("GET", f"/dags/{ROLLBACK}/dagRuns").json()["dag_runs"]) == 1
+        assert on_shared_cluster.run_ids(ROLLBACK) == before | {rollback["dag_run_id"]}, "the viewer started none"
         viewer.close()
 
         # Data Docs, offline.

@@ -1,9 +1,9 @@
 """Acceptance: task logs, as a real scheduler writes them and a person reads them in the UI.
 
-One deployment (tests/airflow_cluster.py, LocalExecutor on the local PostgreSQL) runs the retraining DAG
-three times: once to success, once to a failed model gate, once more on the unchanged data. Each task's
-log is read through the REST API's task-instance log endpoint, the one the UI's log view uses, line by
-line with its level.
+One deployment (the session's shared cluster, tests/deployment/conftest.py: LocalExecutor on the local
+PostgreSQL; models and artifacts in the module's folder) runs the retraining DAG three times: once to
+success, once to a failed model gate, once more on the unchanged data. Each task's log is read through
+the REST API's task-instance log endpoint, the one the UI's log view uses, line by line with its level.
 
 - A successful run logs no ERROR line: TensorFlow's start-up lines on a host without a GPU (written to
   stderr, which Airflow records at ERROR) and library chatter are not a stage's errors.
@@ -20,8 +20,10 @@ from typing import Any
 
 import pytest
 
-from tests.deployment.airflow_cluster import AirflowCluster, LogLine, airflow_cluster, pipeline_env
-from tests.sample_data import quick_conf, write_head
+from tests.conftest import failed
+from tests.deployment.airflow_cluster import AirflowCluster, LogLine
+from tests.deployment.conftest import SharedCluster
+from tests.sample_data import quick_conf
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -41,15 +43,20 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, shared_csv: Path, glove_module: str) -> Iterator[Deployment]:
-    """One cluster for the module's runs; the first 800 real movies in a data folder of its own."""
-    root = tmp_path_factory.mktemp("task-logs")
-    (root / "data").mkdir()
-    dataset = write_head(shared_csv, root / "data" / "movies_head800.csv", 800)
-    with airflow_cluster("LocalExecutor", workers=0, env=pipeline_env(root, dataset)) as cluster:
-        cluster.wait_for_dag(DAG_ID)
-        cluster.unpause(DAG_ID)
-        yield Deployment(cluster, dataset, glove_module)
+def deployment(tmp_path_factory: pytest.TempPathFactory, shared_cluster: SharedCluster) -> Deployment:
+    """The shared cluster for the module's runs, its models and artifacts in a folder of the module's own."""
+    shared_cluster.use(tmp_path_factory.mktemp("task-logs"))
+    shared_cluster.cluster.unpause(DAG_ID)
+    return Deployment(shared_cluster.cluster, shared_cluster.dataset, shared_cluster.glove_module)
+
+
+@pytest.fixture(autouse=True)
+def _report_failure(
+    deployment: Deployment, shared_cluster: SharedCluster, request: pytest.FixtureRequest
+) -> Iterator[None]:
+    yield
+    if failed(request):
+        shared_cluster.report_failure()
 
 
 def run(deployment: Deployment, **conf: Any) -> tuple[dict[str, Any], dict[str, list[LogLine]]]:
