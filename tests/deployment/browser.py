@@ -58,7 +58,7 @@ def log_in(page: Page, cluster: AirflowCluster) -> None:
     page.get_by_label("Password").fill(cluster.password)
     page.get_by_role("button", name="Sign in").click()
     expect(page).not_to_have_url(re.compile("/auth/login"))
-    expect(page.get_by_role("link", name="Dags")).to_be_visible()
+    expect(page.get_by_role("link", name="Dags", exact=True)).to_be_visible()  # not "Failed Dags" etc.
 
 
 def save_screenshot(page: Page, tmp_path: Path, name: str) -> Path:

@@ -187,7 +187,7 @@ def click_through_in_its_own_tab(tab: Page, cluster: AirflowCluster) -> None:
     back(tab)
     row(tab, 1).get_by_role("link", name=RUN_IDS[0]).click()
     expect(tab).to_have_url(re.compile(rf"/dags/{RETRAIN}/runs/manual__2026-12-01T10"))
-    expect(tab.get_by_role("link", name="Dags")).to_be_visible()  # Airflow's UI, in this tab
+    expect(tab.get_by_role("link", name="Dags", exact=True)).to_be_visible()  # Airflow's UI, in this tab
 
 
 def only_loopback(context: BrowserContext) -> list[str]:
