@@ -26,7 +26,9 @@ class DownloadResult(TypedDict):
     rows: int
 
 
-class PrepareResult(TypedDict):
+class PreparedSummary(TypedDict):
+    """The prepared data's counts, as prepare keeps them beside its tables (`summary.json`)."""
+
     records: int
     kept: int
     dropped: dict[str, int]  # reason → records
@@ -38,7 +40,10 @@ class PrepareResult(TypedDict):
     genres: list[str]
     positives: dict[str, int]  # genre → kept movies
     split_fingerprint: str
-    path: str
+
+
+class PrepareResult(PreparedSummary):
+    path: str  # the prepared folder
 
 
 class FingerprintResult(TypedDict):

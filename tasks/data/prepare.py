@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from tasks.artifacts import atomic_dir, write_json
 from tasks.data.genres import GenreParseError, parse_genres
 from tasks.errors import ConfigError, DataError
-from tasks.results import PrepareResult
+from tasks.results import PreparedSummary, PrepareResult
 
 log = logging.getLogger(__name__)
 
@@ -311,22 +311,6 @@ def _coverage_table(totals: _Totals, genres: Sequence[str]) -> pa.Table:
         rows[f"{split}_positives"] = [totals.positives[index, split] for index in range(len(genres))]
     rows["share"] = [sum(totals.positives[index, split] for split in SPLITS) / kept for index in range(len(genres))]
     return pa.table(rows)
-
-
-class PreparedSummary(TypedDict):
-    """`summary.json`: the prepared data's counts (the stage's result, less the folder's path)."""
-
-    records: int
-    kept: int
-    dropped: dict[str, int]
-    train_rows: int
-    validation_rows: int
-    test_rows: int
-    test_fraction: float
-    validation_fraction: float
-    genres: list[str]
-    positives: dict[str, int]
-    split_fingerprint: str
 
 
 def _summary(
