@@ -31,6 +31,7 @@ from orchestration.assets import SERVED_MODEL, announce_served_version
 from orchestration.wiring import (
     DEFAULT_TASK_ARGS,
     finished_summary,
+    recorded,
     retrain_wanted,
     run_context,
     stage_summaries,
@@ -71,6 +72,7 @@ def movie_genre_retrain() -> None:
         return steps.fingerprint(run_context(), prepared, embedding)
 
     @task.short_circuit
+    @recorded
     def retrain_needed(fingerprinted: dict[str, Any]) -> bool:
         return retrain_wanted(fingerprinted)
 
@@ -121,6 +123,7 @@ def movie_genre_retrain() -> None:
         return steps.report(run_context(), selected, promoted, dag_id=get_current_context()["dag"].dag_id)
 
     @task(multiple_outputs=False)
+    @recorded
     def gate_alert() -> dict[str, Any]:
         from orchestration.alerts import alert_failed_gate
 

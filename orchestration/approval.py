@@ -16,6 +16,7 @@ only when the run's `require_approval` param is true.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,10 +24,11 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSkipException
 
-from orchestration.wiring import run_context, stage_summaries
+from orchestration.wiring import record_stage, run_context, stage_summaries
 from tasks.artifacts import write_json
 from tasks.model.approval import approval_body, approval_subject
 from tasks.run_folder import RunFolder
+from tasks.stage_records import StageError
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +45,13 @@ class PromotionApproval(ApprovalOperator):
         super().__init__(subject="Promote this model?", defaults=self.REJECT, **kwargs)
 
     def execute(self, context: Any) -> Any:
+        started = time.monotonic()
         run = run_context()
         if not run.config.require_approval:
             record(run.folder, {"required": False, "decision": "not required", "promote": True})
-            raise AirflowSkipException("approval not required (require_approval is false): promote goes on")
+            skip = "approval not required (require_approval is false): promote goes on"
+            record_stage("skipped", started, error=StageError(type="skip", reason=skip))
+            raise AirflowSkipException(skip)
         summaries = stage_summaries(BODY_STAGES)
         gate = summaries["gate"] or {"metric": run.config.gate_metric, "reason": "no gate summary"}
         self.response_timeout = timedelta(hours=run.config.approval_timeout)
@@ -74,6 +79,7 @@ class PromotionApproval(ApprovalOperator):
         # Recorded before the operator acts: on Reject it skips promote by raising, so nothing after runs
         # and its return value is never pushed.
         record(run.folder, outcome)
+        record_stage("success", time.monotonic(), result=outcome)  # its seconds: those after the answer
         context["ti"].xcom_push(key=DECISION_XCOM, value=outcome)
         (log.info if outcome["promote"] else log.warning)("approval: %s", outcome["reason"])
         super().execute_complete(context=context, event=event)  # Reject: skips promote (raises)

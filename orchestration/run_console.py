@@ -3,12 +3,14 @@
 python -m orchestration.run_console [--conf JSON] [--log PATH]
 
 Airflow's own output (hundreds of lines of Airflow, Great Expectations and TensorFlow logs) goes to the log
-file, whose path is printed first. While the run goes on, the runner follows its task instances in the
-metadata DB and prints one line per stage as it finishes: its name, its seconds and its key figure, read from
-the stage's summary (its XCom). At the end it prints a short summary: the data, the model against its
-baselines and the champion, the decision, the promoted version and where report.html is. A failed run ends
-with the failing task's reason (the `<task> failed: <ErrorClass>: <reason>` line its log starts with) as the
-last line, and exits 1.
+file, whose path is printed first. While the run goes on, the runner follows the records its tasks keep in
+the run's folder (`tasks.stage_records`) and prints one line per stage as it finishes: its name, its
+seconds and its key figure, read from the stage's summary (its XCom). Tasks that never ran (skipped, or
+after a failure) write nothing: their states come from Airflow's CLI (`airflow tasks states-for-dag-run`)
+once the run has ended. At the end it prints a short summary: the data, the model against its baselines and
+the champion, the decision, the promoted version and where report.html is. A failed run ends with the
+failing task's reason (`<task> failed: <ErrorClass>: <reason>`, from its record) as the last line, and
+exits 1.
 
 The formatting is in small pure functions of the stage summaries (`tasks.pipeline`), so tests check it on
 real summaries without running Airflow.
@@ -19,15 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
+from tasks.config import RunConfig, Settings
+from tasks.errors import ConfigError
 from tasks.pipeline import RETRAIN_TASKS
 from tasks.results import (
     DownloadResult,
@@ -44,14 +48,12 @@ from tasks.results import (
     TrainResult,
     ValidateResult,
 )
+from tasks.run_folder import RunFolder
+from tasks.stage_records import StageError, StageRecord, read_stage_records, stage_name
 
 DAG_ID = "movie_genre_retrain"
 POLL_SECONDS = 1.0
 FINISHED = {"success", "failed", "skipped", "upstream_failed", "removed"}
-# The first ERROR line of a failed task (orchestration.wiring.failing_clearly): "<task> failed: <Class>: <reason>".
-FAILURE_LINE = re.compile(
-    r"\b(?P<task>[a-z_]+) failed: (?P<error>[A-Za-z_]\w*): (?P<reason>.*?)(?:\s+\[[\w.]+\][^\[]*)?$"
-)
 # Task order in the DAG, for the stage lines of a poll that saw several tasks finish.
 ORDER = RETRAIN_TASKS
 NAME_WIDTH = 16
@@ -71,7 +73,7 @@ class Stage:
 
     @property
     def name(self) -> str:
-        return self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
+        return stage_name(self.task_id, self.map_index)
 
 
 # ---------------------------------------------------------------- formatting: pure functions
@@ -290,104 +292,81 @@ def summary_lines(summaries: RunSummaries, *, log_path: Path, failure: str | Non
     return lines
 
 
-def failure_reason(log_lines: Iterable[str], failed_tasks: Iterable[str]) -> str | None:
-    """`<task> failed: <ErrorClass>: <reason>` of the first failed task in the log, or None if none is there."""
-    failed = set(failed_tasks)
-    for line in log_lines:
-        match = FAILURE_LINE.search(line)
-        if match and (not failed or match["task"] in failed):
-            return f"{match['task']} failed: {match['error']}: {match['reason'].strip()}"
-    return None
-
-
-EXCEPTION_LINE = re.compile(r"^(?:[a-z_][\w]*\.)*(?P<error>[A-Z]\w*(?:Error|Exception)): (?P<reason>.+)$")
-
-
-def last_exception(log_lines: Iterable[str]) -> str | None:
-    """`<ErrorClass>: <reason>` of the last traceback in the log (the last line of a traceback names it)."""
-    found = None
-    for line in log_lines:
-        match = EXCEPTION_LINE.match(line.rstrip())
-        if match:
-            found = f"{match['error']}: {match['reason']}"
-    return found
+def failure_line(stage: Stage, error: StageError | None) -> str:
+    """`<task> failed: <ErrorClass>: <reason>`, from the failed task's record (or just its state)."""
+    if error is None:
+        return f"{stage.name} failed: the task ended {stage.state} without a record of why; see the log"
+    return f"{stage.name} failed: {error['type']}: {error['reason']}"
 
 
 def order_key(stage: Stage) -> tuple[int, int]:
     return (ORDER.index(stage.task_id) if stage.task_id in ORDER else len(ORDER), stage.map_index)
 
 
-# ---------------------------------------------------------------- the metadata DB
+# ---------------------------------------------------------------- the run's own files
 
 
-class MetadataDb:
-    """Read-only queries on Airflow's metadata DB (the URL of `[database] sql_alchemy_conn`)."""
+@dataclass
+class RunRecords:
+    """The records (`tasks.stage_records`) of the run `airflow dags test` starts: in the first new run
+    folder with a record of this DAG at this logical date."""
 
-    def __init__(self, url: str) -> None:
-        from sqlalchemy import create_engine
+    runs_dir: Path
+    dag_id: str
+    logical_date: datetime
+    existing: frozenset[str] = frozenset()
+    folder: RunFolder | None = None
 
-        connect_args = {"timeout": 30} if url.startswith("sqlite") else {}
-        self.engine = create_engine(url, connect_args=connect_args)
+    @classmethod
+    def before_start(cls, runs_dir: Path, dag_id: str, logical_date: datetime) -> RunRecords:
+        existing = frozenset(p.name for p in runs_dir.iterdir()) if runs_dir.is_dir() else frozenset()
+        return cls(runs_dir, dag_id, logical_date, existing)
 
-    def _rows(self, query: str, **params: Any) -> list[Any]:
-        from sqlalchemy import text
-        from sqlalchemy.exc import OperationalError
+    def _ours(self, record: StageRecord) -> bool:
+        date = record["logical_date"]
+        if record["dag_id"] != self.dag_id or date is None:
+            return False
+        return datetime.fromisoformat(date) == self.logical_date
 
-        for attempt in range(5):
-            try:
-                with self.engine.connect() as connection:
-                    return list(connection.execute(text(query), params))
-            except OperationalError:  # "database is locked" while Airflow writes: ask again
-                if attempt == 4:
-                    raise
-                time.sleep(0.5)
-        return []
+    def records(self) -> list[StageRecord]:
+        if self.folder is None:
+            if not self.runs_dir.is_dir():
+                return []
+            for path in sorted(self.runs_dir.iterdir()):
+                folder = RunFolder(path)
+                if path.name not in self.existing and any(map(self._ours, read_stage_records(folder))):
+                    self.folder = folder
+                    break
+            else:
+                return []
+        return [record for record in read_stage_records(self.folder) if self._ours(record)]
 
-    def last_run_pk(self, dag_id: str) -> int:
-        rows = self._rows("SELECT max(id) FROM dag_run WHERE dag_id = :dag", dag=dag_id)
-        return int(rows[0][0] or 0)
-
-    def new_run(self, dag_id: str, after_pk: int) -> str | None:
-        rows = self._rows(
-            "SELECT run_id FROM dag_run WHERE dag_id = :dag AND id > :pk ORDER BY id LIMIT 1", dag=dag_id, pk=after_pk
-        )
-        return rows[0][0] if rows else None
-
-    def run_state(self, dag_id: str, run_id: str) -> str | None:
-        rows = self._rows("SELECT state FROM dag_run WHERE dag_id = :dag AND run_id = :run", dag=dag_id, run=run_id)
-        return rows[0][0] if rows else None
-
-    def finished(self, dag_id: str, run_id: str) -> list[Stage]:
-        """The run's task instances in a final state, each with its return value."""
-        rows = self._rows(
-            "SELECT ti.task_id, ti.map_index, ti.state, ti.duration, x.value FROM task_instance ti "
-            "LEFT JOIN xcom x ON x.dag_id = ti.dag_id AND x.run_id = ti.run_id AND x.task_id = ti.task_id "
-            "AND x.map_index = ti.map_index AND x.key = 'return_value' "
-            "WHERE ti.dag_id = :dag AND ti.run_id = :run",
-            dag=dag_id,
-            run=run_id,
-        )
-        return [
-            Stage(task, int(index), str(state), None if seconds is None else float(seconds), _json(value))
-            for task, index, state, seconds, value in rows
-            if state in FINISHED
-        ]
+    @property
+    def run_id(self) -> str | None:
+        found = self.records()
+        return found[0]["run_id"] if found else None
 
 
-def _json(value: Any) -> Any:
-    """An XCom value as stored: JSON text (SQLite) or already decoded (PostgreSQL's JSON column)."""
-    if isinstance(value, bytes | str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
+def recorded_stage(record: StageRecord) -> Stage:
+    return Stage(record["task_id"], record["map_index"], record["state"], record["seconds"], record["result"])
 
 
-def database_url() -> str:
-    from airflow.configuration import conf
-
-    return conf.get("database", "sql_alchemy_conn")
+def task_states(airflow: str, dag_id: str, run_id: str, env: Mapping[str, str]) -> list[Stage]:
+    """Every task instance of the run in its final state, from Airflow's CLI (`tasks states-for-dag-run`):
+    those that never ran (skipped, upstream failed) write no record."""
+    listed = subprocess.run(
+        [airflow, "tasks", "states-for-dag-run", dag_id, run_id, "--output", "json"],
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        check=False,
+    )
+    rows = json.loads(listed.stdout[listed.stdout.find("[") :]) if listed.returncode == 0 else []
+    return [
+        Stage(row["task_id"], int(row.get("map_index") or -1), row["state"], None, None)
+        for row in rows
+        if row["state"] in FINISHED
+    ]
 
 
 # ---------------------------------------------------------------- the run
@@ -396,22 +375,21 @@ def database_url() -> str:
 def follow_run(
     command: list[str],
     log_path: Path,
-    db: MetadataDb,
+    run: RunRecords,
     out: Callable[[str], None],
-    dag_id: str = DAG_ID,
+    final_states: Callable[[str], list[Stage]],
     env: Mapping[str, str] | None = None,
 ) -> int:
     """Run `command` (an `airflow dags test`) with its output appended to `log_path`, print each stage as it
-    finishes, then the summary; 0 if the run succeeded."""
-    before = db.last_run_pk(dag_id)
+    finishes (from its record), then the summary; 0 if the run succeeded. `final_states(run_id)`: the
+    run's task instances at the end, for those that never ran."""
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=dict(env or os.environ)
         )
-    run_id: str | None = None
     printed: set[tuple[str, int]] = set()
     summaries: dict[str, Any] = {}
-
+    errors: dict[tuple[str, int], StageError | None] = {}
     not_run: dict[str, list[Stage]] = {"skipped": [], "upstream_failed": []}
 
     def flush_not_run() -> None:
@@ -420,9 +398,8 @@ def follow_run(
                 out(grouped_line(label, sorted(not_run[state], key=order_key)))
                 not_run[state] = []
 
-    def report_finished() -> list[Stage]:
-        stages = sorted(db.finished(dag_id, run_id), key=order_key) if run_id else []
-        for stage in stages:
+    def report(stages: Iterable[Stage]) -> None:
+        for stage in sorted(stages, key=order_key):
             if (stage.task_id, stage.map_index) in printed:
                 continue
             printed.add((stage.task_id, stage.map_index))
@@ -433,25 +410,29 @@ def follow_run(
             if stage.state == "success" and stage.map_index < 0:
                 summaries[stage.task_id] = stage.summary
             out(stage_line(stage, summaries))
-        return stages
+
+    def report_records() -> None:
+        final = [record for record in run.records() if record["final"]]
+        errors.update({(r["task_id"], r["map_index"]): r["error"] for r in final if r["state"] == "failed"})
+        report(map(recorded_stage, final))
 
     while process.poll() is None:
         time.sleep(POLL_SECONDS)
-        run_id = run_id or db.new_run(dag_id, before)
-        report_finished()
-    run_id = run_id or db.new_run(dag_id, before)
-    stages = report_finished()
+        report_records()
+    report_records()
+    run_id = run.run_id
+    ended = final_states(run_id) if run_id else []
+    report(ended)
     flush_not_run()
-    state = db.run_state(dag_id, run_id) if run_id else None
-    failed = [stage.task_id for stage in stages if stage.state == "failed"]
     failure = None
-    if state != "success" or process.returncode != 0:
-        log_lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        failure = failure_reason(log_lines, failed)
-        if failure is None:
-            where = ", ".join(failed) or "airflow dags test"
-            reason = last_exception(log_lines) or f"the run ended {state or 'before it started'}; see {log_path}"
-            failure = f"{where} failed: {reason}"
+    if process.returncode != 0:
+        failed = sorted((stage for stage in ended if stage.state == "failed"), key=order_key)
+        recorded = [stage for stage in failed if (stage.task_id, stage.map_index) in errors]
+        if recorded or failed:
+            first = (recorded or failed)[0]
+            failure = failure_line(first, errors.get((first.task_id, first.map_index)))
+        else:
+            failure = f"airflow dags test failed (exit {process.returncode}) before the run ended; see {log_path}"
     for line in summary_lines(cast(RunSummaries, summaries), log_path=log_path, failure=failure):
         out(line)
     return 0 if failure is None else 1
@@ -472,6 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         out(f"run failed: CONF is not JSON: {err}")
         return 2
+    settings = Settings.from_env()
+    try:  # Airflow checks the params too, but only after its own start: a typo is told at once
+        RunConfig.from_params(conf, settings)
+    except ConfigError as err:
+        out(f"run failed: {err}")
+        return 2
     airflow_home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
     log_path = (args.log or airflow_home / "make-run.log").resolve()
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -483,8 +470,11 @@ def main(argv: list[str] | None = None) -> int:
     if migrated.returncode != 0:
         out(f"airflow db migrate failed (exit {migrated.returncode}); see {log_path}")
         return 1
-    command = [airflow, "dags", "test", args.dag, "--conf", json.dumps(conf)]
-    return follow_run(command, log_path, MetadataDb(database_url()), out, dag_id=args.dag)
+    # The run's logical date, given, so its records can be told from any other run's.
+    logical_date = datetime.now(UTC)
+    command = [airflow, "dags", "test", args.dag, logical_date.isoformat(), "--conf", json.dumps(conf)]
+    run = RunRecords.before_start(settings.artifacts_dir / "runs", args.dag, logical_date)
+    return follow_run(command, log_path, run, out, lambda run_id: task_states(airflow, args.dag, run_id, os.environ))
 
 
 if __name__ == "__main__":

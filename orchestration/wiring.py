@@ -1,22 +1,24 @@
 """What the project's DAGs share: the trigger form, task defaults, the run context of a task, and the
-glue between a task and its step (`tasks.pipeline`): one XCom per summary, a failure's first ERROR line,
-and permanent errors as no-retry failures."""
+glue between a task and its step (`tasks.pipeline`): one XCom per summary, a record of each task in the
+run's folder, a failure's first ERROR line, and permanent errors as no-retry failures."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from airflow.sdk import Param, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from orchestration.alerts import QualityGateFailed, notify_failure
 from tasks.config import Settings, nullable
 from tasks.errors import DataGateError, ModelGateError, PermanentError
 from tasks.pipeline import RunContext
+from tasks.stage_records import StageError, StageRecord, StageState, write_stage_record
 
 log = logging.getLogger(__name__)
 
@@ -39,31 +41,66 @@ def run_context() -> RunContext:
     return RunContext.from_params(context["run_id"], context["params"], Settings.from_env())
 
 
-def failing_clearly(function: TaskBody) -> TaskBody:
-    """A failure's first ERROR line names the task, the error class and the reason; a `PermanentError`
+def recorded(function: TaskBody) -> TaskBody:
+    """A task body that keeps what it did in the run's folder (`tasks.stage_records`) and fails clearly:
+    a failure's first ERROR line names the task, the error class and the reason, and a `PermanentError`
     becomes Airflow's no-retry failure (a quality gate's, `QualityGateFailed`)."""
 
     @functools.wraps(function)
     def run(*args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
         try:
-            return function(*args, **kwargs)
+            result = function(*args, **kwargs)
+        except AirflowSkipException as skip:
+            record_stage("skipped", started, error=StageError(type="skip", reason=str(skip)))
+            raise
         except Exception as err:
             log.error("%s failed: %s: %s", function.__name__, type(err).__name__, err)
+            permanent = isinstance(err, PermanentError)
+            record_stage("failed", started, error=StageError(type=type(err).__name__, reason=str(err)), final=permanent)
             if isinstance(err, DataGateError | ModelGateError):
                 raise QualityGateFailed(f"{type(err).__name__}: {err}") from err
-            if isinstance(err, PermanentError):
+            if permanent:
                 raise AirflowFailException(f"{type(err).__name__}: {err}") from err
             raise
+        record_stage("success", started, result=result)
+        return result
 
     return run  # type: ignore[return-value]
 
 
+def record_stage(
+    state: StageState, started: float, *, result: Any = None, error: StageError | None = None, final: bool = False
+) -> None:
+    """Write this task instance's record; a failed try is final when permanent or when no retry is left."""
+    context = get_current_context()
+    ti = context["ti"]
+    logical_date = context.get("logical_date")
+    record = StageRecord(
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        logical_date=logical_date.isoformat() if logical_date else None,
+        task_id=ti.task_id,
+        map_index=-1 if ti.map_index is None else ti.map_index,
+        try_number=ti.try_number,
+        state=state,
+        final=state != "failed" or final or ti.try_number > ti.max_tries,
+        seconds=round(time.monotonic() - started, 2),
+        result=result,
+        error=error,
+    )
+    try:
+        write_stage_record(Settings.from_env().run_folder(ti.run_id), record)
+    except OSError as err:  # the record only informs the console: the task's own outcome stands
+        log.warning("could not record %s's outcome in the run folder: %s", ti.task_id, err)
+
+
 def step_task(**task_kwargs: Any) -> Callable[[TaskBody], Any]:
-    """`@task` for a task that runs one step: its summary is one XCom (not one per key), and it fails
-    clearly (`failing_clearly`)."""
+    """`@task` for a task that runs one step: its summary is one XCom (not one per key), recorded in the
+    run's folder, and it fails clearly (`recorded`)."""
 
     def decorate(function: TaskBody) -> Any:
-        return task(multiple_outputs=False, **task_kwargs)(failing_clearly(function))
+        return task(multiple_outputs=False, **task_kwargs)(recorded(function))
 
     return decorate
 

@@ -17,6 +17,7 @@ page read there; each asks these classes for a path instead of spelling a file n
     approval.json                    approval: the decision, who made it and why
     report.html                      report
     alerts_sent/                     alerts: one marker per alerted task try
+    stages/<task>.json               every task: what it returned or why it failed (`tasks.stage_records`)
 """
 
 from __future__ import annotations
@@ -105,6 +106,14 @@ class RunFolder:
     @property
     def alerts_sent(self) -> Path:
         return self.path / "alerts_sent"
+
+    @property
+    def stages(self) -> Path:
+        return self.path / "stages"
+
+    def stage_record(self, name: str) -> Path:
+        """The record of one task instance (`name`: its task id, or `train[0]` for a mapped one)."""
+        return self.stages / f"{name}.json"
 
     def relative(self, path: Path) -> str:
         """`path` relative to the run folder, as a URL path (report.html's links, the page's routes)."""

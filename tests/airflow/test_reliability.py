@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tasks.run_folder import RunFolder
+from tasks.stage_records import read_stage_records
 from tests.airflow.dag_runs import alert_texts, run_dag
 from tests.sample_data import PROJECT_ROOT, quick_conf
 
@@ -109,6 +111,10 @@ def test_an_unloadable_champion_blocks_promotion_and_alerts(dag, dirs, inbox, sa
     assert "version 1" in alert and "promotion is blocked until it is repaired or rolled back" in alert
     run_dir = next((dirs["artifacts"] / "runs").iterdir())
     assert (run_dir / "candidates" / "0" / "model" / "saved_model.pb").is_file(), "the challenger is kept"
+    records = {r["task_id"]: r for r in read_stage_records(RunFolder(run_dir))}
+    assert records["gate"]["state"] == "failed" and records["gate"]["final"], "no retries: its one try is final"
+    assert records["gate"]["error"]["type"] == "ChampionError" and records["evaluate"]["state"] == "success"
+    assert "promote" not in records, "a task that never ran records nothing"
 
 
 @pytest.mark.parametrize(
@@ -139,6 +145,10 @@ def test_a_local_file_outside_the_data_root_fails_at_download(dag, dirs, sample_
     assert states["run"] == "failed" and states["download"] == "failed" and states["prepare"] == "upstream_failed"
     assert not served.exists()
     assert not list(dirs["artifacts"].rglob("movies_metadata.csv")), "nothing was copied"
+    records = {r["task_id"]: r for r in read_stage_records(RunFolder(next((dirs["artifacts"] / "runs").iterdir())))}
+    record = records["download"]
+    assert (record["state"], record["final"], record["try_number"]) == ("failed", True, 1)
+    assert record["error"] is not None and record["error"]["type"] == "DownloadError", "permanent: no retry comes"
 
 
 # What Airflow's own API answers on loopback: the probe read it back from the logs.

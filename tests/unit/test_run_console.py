@@ -1,21 +1,28 @@
-"""`make run`'s console lines (`orchestration.run_console`), on the summaries and log lines of real runs of
+"""`make run`'s console lines (`orchestration.run_console`), on the summaries and records of real runs of
 the retrain DAG (800 movies, GloVe module, 5 epochs): a first run that promotes, a forced run that promotes
 over a champion, an unchanged week that retrains nothing, and a run the model gate refuses."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from orchestration.run_console import (
+    RunRecords,
     Stage,
     data_gate_words,
     drift_words,
-    failure_reason,
+    failure_line,
     grouped_line,
-    last_exception,
+    main,
+    recorded_stage,
     stage_line,
     summary_lines,
 )
+from tasks.run_folder import RunFolder
+from tasks.stage_records import StageError, StageRecord, write_stage_record
 
 RUN = "/tmp/run/artifacts/runs/manual__2026-12-02T12~3A55~3A04.065659~2B00~3A00"
 GENRES = ["Comedy", "Thriller", "Romance", "Action", "Horror", "Crime", "Documentary", "Adventure", "Science Fiction"]
@@ -166,20 +173,9 @@ PROMOTED_RUN = {
     "report": REPORT,
     "gate_alert": NO_ALERT,
 }
+
+
 # The model gate's failure, as `airflow dags test` logged it (a status line before it, the alert's after).
-FAILED_GATE_LOG = [
-    "2026-12-02T12:58:00.150376Z [info     ] model gate: auc_micro 0.8077 < auc_threshold 0.9900 (champion version 1 "
-    "auc_micro 0.7845) [tasks.model.gate] loc=gate.py:35",
-    "2026-12-02T12:58:00.150684Z [error    ] gate failed: ModelGateError: model gate failed: auc_micro 0.8077 < "
-    "auc_threshold 0.9900 (champion version 1 auc_micro 0.7845) [orchestration.wiring] loc=wiring.py:51",
-    "2026-12-02T12:58:00.150927Z [error    ] Task failed with exception     [task] loc=task_runner.py:1639",
-    "tasks.errors.ModelGateError: model gate failed: auc_micro 0.8077 < auc_threshold 0.9900 (champion version 1 "
-    "auc_micro 0.7845)",
-    "2026-12-02T12:58:00.156408Z [info     ] quality gate failed: the gate_alert task sends the alert once the report "
-    "is written [orchestration.alerts] loc=alerts.py:176",
-]
-
-
 def line(task_id: str, summary: object, seconds: float = 1.25, *, map_index: int = -1, earlier=None) -> str:
     return stage_line(Stage(task_id, map_index, "success", seconds, summary), earlier or {})
 
@@ -246,33 +242,67 @@ def test_drift_checked_or_skipped_is_said() -> None:
     assert data_gate_words(refused).startswith("data gate FAILED (1 of 12 expectations)")
 
 
+GATE_REASON = "model gate failed: auc_micro 0.8077 < auc_threshold 0.9900 (champion version 1 auc_micro 0.7845)"
+LOGICAL_DATE = datetime(2026, 12, 2, 12, 55, 4, 65659, tzinfo=UTC)
+
+
 def test_a_failed_run_ends_with_its_reason() -> None:
-    reason = failure_reason(FAILED_GATE_LOG, ["gate"])
-    expected = (
-        "gate failed: ModelGateError: model gate failed: auc_micro 0.8077 < auc_threshold 0.9900 "
-        "(champion version 1 auc_micro 0.7845)"
-    )
-    assert reason == expected
-    assert failure_reason(FAILED_GATE_LOG[2:], ["gate"]) is None, "the alert's note is no task failure"
+    failed = Stage("gate", -1, "failed", 0.02, None)
+    reason = failure_line(failed, StageError(type="ModelGateError", reason=GATE_REASON))
+    assert reason == f"gate failed: ModelGateError: {GATE_REASON}"
+    assert failure_line(Stage("train", 0, "failed", None, None), None) == (
+        "train[0] failed: the task ended failed without a record of why; see the log"
+    ), "a task killed before it could write its record"
     summary = summary_lines(
         {k: v for k, v in PROMOTED_RUN.items() if k not in ("gate", "promote")}, log_path=LOG, failure=reason
     )
-    assert summary[-1] == expected
+    assert summary[-1] == reason
     assert "  Version   nothing promoted" in summary
     alerted = line("gate_alert", {"gate_failed": "model gate", "sent_by": []})
     assert alerted.endswith("  model gate alert sent by nobody (only logged)"), alerted
 
 
-def test_a_run_refused_before_it_starts_ends_with_airflow_s_reason() -> None:
-    """A param out of bounds: `airflow dags test` exits before a run exists; its traceback's last line says why."""
-    log = [
-        "Traceback (most recent call last):",
-        '  File "/work/main/.venv/lib/python3.11/site-packages/airflow/sdk/definitions/param.py", line 293',
-        '    raise ParamValidationError(f"Invalid input for param {k}: {e}") from None',
-        "airflow.sdk.exceptions.ParamValidationError: Invalid input for param epochs: -1 is less than the minimum of 1",
-    ]
-    assert failure_reason(log, []) is None
-    assert (
-        last_exception(log) == "ParamValidationError: Invalid input for param epochs: -1 is less than the minimum of 1"
-    )
-    assert last_exception(FAILED_GATE_LOG).startswith("ModelGateError: model gate failed: auc_micro 0.8077")
+def record(
+    run_id: str,
+    task_id: str,
+    *,
+    dag_id: str = "movie_genre_retrain",
+    date: datetime = LOGICAL_DATE,
+    map_index: int = -1,
+    state: str = "success",
+    result: object = None,
+) -> StageRecord:
+    return StageRecord(
+        dag_id=dag_id, run_id=run_id, logical_date=date.isoformat(), task_id=task_id, map_index=map_index,
+        try_number=1, state=state, final=True, seconds=1.0, result=result, error=None,
+    )  # fmt: skip
+
+
+def test_the_console_follows_its_own_run_by_its_records(tmp_path: Path) -> None:
+    """Among the run folders, the console's run is the new one with a record of its DAG at its logical date:
+    not an earlier run's, another DAG's at the same time, nor a run of its DAG at another time."""
+    runs = tmp_path / "runs"
+    earlier = RunFolder(runs / "manual__earlier")
+    write_stage_record(earlier, record("manual__earlier", "download"))  # there before the console started
+    follow = RunRecords.before_start(runs, "movie_genre_retrain", LOGICAL_DATE)
+    assert follow.records() == [] and follow.run_id is None
+    other_dag = RunFolder(runs / "manual__a")
+    write_stage_record(other_dag, record("manual__a", "rollback", dag_id="movie_genre_rollback"))
+    other_time = RunFolder(runs / "manual__b")
+    write_stage_record(other_time, record("manual__b", "download", date=LOGICAL_DATE + timedelta(seconds=1)))
+    assert follow.records() == []
+    ours = RunFolder(runs / "manual__c")
+    write_stage_record(ours, record("manual__c", "download", result=DOWNLOAD))
+    write_stage_record(ours, record("manual__c", "train", map_index=0, result=TRAIN))
+    assert follow.run_id == "manual__c"
+    assert sorted(path.name for path in ours.stages.iterdir()) == ["download.json", "train[0].json"]
+    stages = sorted(map(recorded_stage, follow.records()), key=lambda s: s.name)
+    assert [(s.name, s.summary) for s in stages] == [("download", DOWNLOAD), ("train[0]", TRAIN)]
+
+
+def test_a_run_refused_before_it_starts_says_why_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """A param out of bounds, or CONF that is not JSON: told before Airflow starts, exit 2."""
+    assert main(["--conf", '{"epochs": -1}']) == 2
+    assert capsys.readouterr().out.strip() == "run failed: param epochs=-1: -1 is less than the minimum of 1"
+    assert main(["--conf", "{epochs"]) == 2
+    assert capsys.readouterr().out.startswith("run failed: CONF is not JSON: ")
