@@ -18,23 +18,22 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from orchestration.wiring import record_stage, run_context, stage_summaries
+from orchestration.wiring import finished_summary, record_stage, run_context
 from tasks.artifacts import write_json
 from tasks.model.approval import approval_body, approval_subject
+from tasks.results import EvaluateResult, GateDecision, ValidateResult
 from tasks.run_folder import RunFolder
 from tasks.stage_records import StageError
 
 log = logging.getLogger(__name__)
 
 DECISION_XCOM = "decision"  # the XCom key of the outcome (a rejection ends the task before its return value)
-# The summaries the approver reads, {name: task id}.
-BODY_STAGES = {"gate": "gate", "evaluation": "evaluate", "validation": "validate"}
 
 
 class PromotionApproval(ApprovalOperator):
@@ -52,16 +51,21 @@ class PromotionApproval(ApprovalOperator):
             skip = "approval not required (require_approval is false): promote goes on"
             record_stage("skipped", started, error=StageError(type="skip", reason=skip))
             raise AirflowSkipException(skip)
-        summaries = stage_summaries(BODY_STAGES)
-        gate = summaries["gate"] or {"metric": run.config.gate_metric, "reason": "no gate summary"}
+        gate, evaluation, validation = (
+            cast(GateDecision | None, finished_summary("gate")),
+            cast(EvaluateResult | None, finished_summary("evaluate")),
+            cast(ValidateResult | None, finished_summary("validate")),
+        )
+        if gate is None:  # approval runs after a passed gate only: its summary is there unless cleared by hand
+            raise AirflowFailException("no model gate decision in this run: nothing to approve")
         self.response_timeout = timedelta(hours=run.config.approval_timeout)
         self.subject = approval_subject(run.run_id, gate)
         self.body = approval_body(
             run_id=run.run_id,
             folder=run.folder,
             gate=gate,
-            evaluation=summaries["evaluation"],
-            validation=summaries["validation"],
+            evaluation=evaluation,
+            drift=validation["drift"] if validation else None,
             timeout_hours=run.config.approval_timeout,
             base_url=conf.get("api", "base_url", fallback=None),  # the report link's; None: paths only
         )

@@ -314,8 +314,8 @@ class RunConfig:
         section=DATA_GATE,
         description="Drift: most embedding drift against the served version's training data: 1 - cosine "
         "between a genre's direction in the embedding space (from the mean of all overviews to the mean of the "
-        "genre's) now and then, the largest over the genres (0 to 2). An ordinary week measures about 0.003, "
-        "overviews shuffled between movies or a genre given to other movies about 1.",
+        "genre's) now and then, the largest over the genres (0 to 2); bench/FINDINGS.md has what ordinary and "
+        "broken weeks measure.",
     )
     genres: tuple[str, ...] = param(
         default=list(DEFAULT_GENRES),
@@ -383,7 +383,7 @@ class RunConfig:
         minimum=1,
         maximum=4096,
         section=TRAINING,
-        description="Training batch size (512 with learning rate 0.003: measured fastest at the same AUC).",
+        description="Training batch size (the default's measurements: bench/FINDINGS.md, Training defaults).",
     )
     hidden_units: int = param(
         default=256,

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from tasks.results import EvaluateResult, GateDecision
 from tasks.run_folder import RunFolder
 
 # Where the Genre models page (orchestration/genre_models, mounted by the api-server) serves a run's files:
@@ -21,27 +22,28 @@ from tasks.run_folder import RunFolder
 RUN_PAGES = "/genre-models/runs/{run_id}/"
 
 
-def approval_subject(run_id: str, gate: Mapping[str, Any]) -> str:
+def approval_subject(run_id: str, gate: GateDecision) -> str:
     """One line: what to decide, on which run, with the gate metric."""
-    return f"Promote the model of run {run_id}? {gate['metric']} {_auc(gate.get('challenger'))}"
+    return f"Promote the model of run {run_id}? {gate['metric']} {_auc(gate['challenger'])}"
 
 
 def approval_body(
     *,
     run_id: str,
     folder: RunFolder,
-    gate: Mapping[str, Any],
-    evaluation: Mapping[str, Any] | None,
-    validation: Mapping[str, Any] | None,
+    gate: GateDecision,
+    evaluation: EvaluateResult | None,
+    drift: Mapping[str, Any] | None,
     timeout_hours: float,
     base_url: str | None,
 ) -> str:
-    """The approval request's markdown: gate decision, comparison table, drift, the run's files (with a
-    link to its report below `base_url`, Airflow's `[api] base_url`, when it is set)."""
+    """The approval request's markdown: gate decision, comparison table, drift (the data gate's, None when
+    it reported none), the run's files (with a link to its report below `base_url`, Airflow's
+    `[api] base_url`, when it is set)."""
     sections = [
-        f"**Model gate:** {'passed' if gate.get('passed') else 'failed'}: {gate.get('reason', '')}",
+        f"**Model gate:** {'passed' if gate['passed'] else 'failed'}: {gate['reason']}",
         "### Challenger, champion and baselines\n\n" + comparison_table(gate, evaluation),
-        "### Drift against the served version's training data\n\n" + drift_text((validation or {}).get("drift")),
+        "### Drift against the served version's training data\n\n" + drift_text(drift),
         "### Files of this run\n\n" + files_text(folder, run_id, base_url),
         f"Approve to promote this model now; Reject to keep the served model. Without an answer within "
         f"{timeout_hours:g} h the model is rejected. Run `{run_id}`.",
@@ -49,13 +51,13 @@ def approval_body(
     return "\n\n".join(sections) + "\n"
 
 
-def comparison_table(gate: Mapping[str, Any], evaluation: Mapping[str, Any] | None) -> str:
+def comparison_table(gate: GateDecision, evaluation: EvaluateResult | None) -> str:
     """A markdown table: the challenger's test AUCs, the champion's gate metric (scored by evaluate on the
     same test split), each baseline's micro AUC, and each one's difference to the challenger."""
     metric = gate["metric"]
-    challenger = gate.get("challenger")
+    challenger = gate["challenger"]
     rows = [("challenger (this run)", _auc(challenger), "")]
-    champion = gate.get("champion")
+    champion = gate["champion"]
     if champion is None:
         rows.append(("champion", "none served", ""))
     elif champion.get("value") is None:
@@ -65,13 +67,14 @@ def comparison_table(gate: Mapping[str, Any], evaluation: Mapping[str, Any] | No
         rows.append((f"champion (version {champion['version']})", _auc(value), _diff(challenger, value)))
     header = f"| model | {metric} | challenger minus it |\n| --- | --- | --- |"
     lines = [header, *(f"| {name} | {value} | {diff} |" for name, value, diff in rows)]
-    evaluation = evaluation or {}
-    other = "auc_macro" if metric == "auc_micro" else "auc_micro"
-    if evaluation.get(other) is not None:
-        lines.append(f"\nChallenger {other}: {_auc(evaluation[other])}.")
-    baselines = evaluation.get("baselines_auc_micro") or {}
+    if evaluation is None:
+        return "\n".join(lines)
+    other = evaluation["auc_macro"] if metric == "auc_micro" else evaluation["auc_micro"]
+    if other is not None:
+        lines.append(f"\nChallenger {'auc_macro' if metric == 'auc_micro' else 'auc_micro'}: {_auc(other)}.")
+    baselines = evaluation["baselines_auc_micro"]
     if baselines:
-        mine = evaluation.get("auc_micro")
+        mine = evaluation["auc_micro"]
         lines.append("\n| baseline | auc_micro | challenger minus it |\n| --- | --- | --- |")
         lines += [f"| {name} | {_auc(value)} | {_diff(mine, value)} |" for name, value in baselines.items()]
     return "\n".join(lines)

@@ -42,7 +42,7 @@ def body(
         folder=RunFolder(RUN_DIR),
         gate=gate,
         evaluation=evaluation,
-        validation={"drift": drift} if drift is not None else None,
+        drift=drift,
         timeout_hours=24,
         base_url=base_url,
     )
