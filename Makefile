@@ -90,7 +90,7 @@ test: venv system-deps
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 3
 
 # Benchmarks (not tests), about 20 minutes on 2 cores: DAG parse, embedding throughput, Airflow against
 # direct, scale to 200k rows, warm against cold. Prints the table and writes BENCHMARKS.md.

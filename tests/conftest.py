@@ -5,13 +5,14 @@ any test module imports Airflow.
 Every test gets the marker of its tier, from its folder: `unit`, `airflow` (the DAGs through real Airflow,
 in-process), `deployment` (real Airflow processes, a browser, make targets), and the fault suite also
 `faults`; `slow` (set in the modules) marks what trains a model or runs Airflow. With pytest-xdist (`make
-test` runs `pytest -n 2`) the scheduler is `ModuleGroupScheduling`: a module is one unit of work, run on
-one worker (its module-scoped fixtures are built once), except the modules that share the session's
-LocalExecutor cluster (tests/deployment/conftest.py), which are one unit, so that one worker runs them all
-on one cluster; and the units are handed out longest first (`DURATION_RANK`), so that the fault suite,
-mostly waiting for heartbeats to time out, runs beside the CPU-bound ones instead of after them
-(docs/testing.md, Where CI's time goes). (xdist's own `--dist loadgroup` does not group under pytest 9: the
-group suffix it writes into a node id is not read back.)
+test` runs `pytest -n 3` on two cores: one worker mostly waits in the fault suite) the scheduler is
+`ModuleGroupScheduling`: a module is one unit of work, run on one worker (its module-scoped fixtures are
+built once), except the modules that share the session's LocalExecutor cluster
+(tests/deployment/conftest.py), which are one unit, so that one worker runs them all on one cluster; and
+the units are handed out longest first (`DURATION_RANK`), so that the fault suite, mostly waiting for
+heartbeats to time out, runs beside the CPU-bound ones instead of after them (docs/testing.md, Where CI's
+time goes). (xdist's own `--dist loadgroup` does not group under pytest 9: the group suffix it writes into
+a node id is not read back.)
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`-n 2`: units of work are modules (the shared cluster's modules one unit), in collection order."""
+    """`-n`: units of work are modules (the shared cluster's modules one unit), in collection order."""
     from xdist.scheduler import LoadScopeScheduling
 
     class ModuleGroupScheduling(LoadScopeScheduling):
