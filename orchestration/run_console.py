@@ -361,12 +361,24 @@ def task_states(airflow: str, dag_id: str, run_id: str, env: Mapping[str, str]) 
         env=dict(env),
         check=False,
     )
-    rows = json.loads(listed.stdout[listed.stdout.find("[") :]) if listed.returncode == 0 else []
-    return [
-        Stage(row["task_id"], int(row.get("map_index") or -1), row["state"], None, None)
-        for row in rows
-        if row["state"] in FINISHED
-    ]
+    return parse_task_states(listed.stdout) if listed.returncode == 0 else []
+
+
+def parse_task_states(stdout: str) -> list[Stage]:
+    """The finished task instances in the CLI's JSON (its last line that is a JSON list: a warning or log
+    line printed before it may start with "[" too); none if there is no such line."""
+    for line in reversed(stdout.splitlines()):
+        try:
+            rows = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rows, list):
+            return [
+                Stage(row["task_id"], int(row.get("map_index") or -1), row["state"], None, None)
+                for row in rows
+                if row["state"] in FINISHED
+            ]
+    return []
 
 
 # ---------------------------------------------------------------- the run

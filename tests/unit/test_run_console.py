@@ -4,6 +4,7 @@ over a champion, an unchanged week that retrains nothing, and a run the model ga
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from orchestration.run_console import (
     failure_line,
     grouped_line,
     main,
+    parse_task_states,
     recorded_stage,
     stage_line,
     summary_lines,
@@ -306,3 +308,19 @@ def test_a_run_refused_before_it_starts_says_why_at_once(capsys: pytest.CaptureF
     assert capsys.readouterr().out.strip() == "run failed: param epochs=-1: -1 is less than the minimum of 1"
     assert main(["--conf", "{epochs"]) == 2
     assert capsys.readouterr().out.startswith("run failed: CONF is not JSON: ")
+
+
+def test_task_states_are_read_from_the_cli_s_json_line_even_after_a_log_line() -> None:
+    """`airflow tasks states-for-dag-run -o json` prints one JSON line; a log line before it (which may
+    start with "[") is not it. Map indexes come as strings, empty for an unmapped task."""
+    rows = [
+        {"task_id": "train", "state": "upstream_failed", "map_index": "", "dag_id": "movie_genre_retrain"},
+        {"task_id": "train", "state": "success", "map_index": "1", "dag_id": "movie_genre_retrain"},
+        {"task_id": "promote", "state": "running", "map_index": "", "dag_id": "movie_genre_retrain"},
+    ]
+    stdout = "[2026-12-08T01:29:51Z] {configuration.py:123} WARNING - a deprecated option\n" + json.dumps(rows) + "\n"
+    assert [(s.name, s.state) for s in parse_task_states(stdout)] == [
+        ("train", "upstream_failed"),
+        ("train[1]", "success"),
+    ]
+    assert parse_task_states("[no json here\n") == []
