@@ -164,8 +164,12 @@ def click_through_the_files(page: Page, frame: FrameLocator, tmp_path: Path) -> 
     expect(report).to_be_visible()
     frame.get_by_role("link", name="← Genre models").click()
     expect(listing).to_be_visible()
+    expect(page).to_have_url(re.compile(rf"/plugin/genre-models{PAGE}/$"))
     row(frame, 2).get_by_role("link", name="Data Docs").click()
     expect(frame.get_by_text(DATA_DOCS_TABLE).first).to_be_visible()
+    # The address bar follows the frame a moment after it loads (Airflow's iframe URL sync): Back before
+    # then would go back past the page that is showing.
+    expect(page).to_have_url(re.compile(r"/runs/[^/]+/validation/data_docs/index\.html$"))
     back(page)
     expect(listing).to_be_visible()
     expect(page).to_have_url(re.compile(rf"/plugin/genre-models{PAGE}/$"))
